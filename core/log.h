@@ -11,8 +11,8 @@ struct ado_log {
 };
 
 /* One line: ts=... level=... plugin=... msg="...". `plugin` may be NULL (the kernel). */
-void ado_log_write(const struct ado_log *log, int level, const char *plugin, const char *fmt,
-                   ...) __attribute__((format(printf, 4, 5)));
+void ado_log_write(const struct ado_log *log, int level, const char *plugin, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 void ado_log_vwrite(const struct ado_log *log, int level, const char *plugin, const char *fmt,
                     va_list ap);
 /* "error" "warn" "info" "debug" "trace" -> level, or -1. */

@@ -28,7 +28,7 @@ enum ado_plugin_state {
     ADO_PS_ISOLATED, /* breaker open: its handlers are not called */
     ADO_PS_FAILED,   /* init or start failed (optional plugin), or reload failed */
     ADO_PS_STOPPED,
-    ADO_PS_SKIPPED,  /* optional plugin that could not be loaded */
+    ADO_PS_SKIPPED, /* optional plugin that could not be loaded */
 };
 
 enum ado_breaker_state { ADO_BR_CLOSED = 0, ADO_BR_OPEN, ADO_BR_HALF_OPEN };
@@ -51,15 +51,16 @@ struct ado_plugin {
     struct ado_lua_plugin *lua;           /* Lua host data (Lua) */
     int *deps;                            /* indexes of required plugins in node->plugins */
     size_t ndeps;
-    char *degraded;                       /* reason, or NULL */
+    char *degraded; /* reason, or NULL */
     /* circuit breaker */
-    int breaker;                 /* enum ado_breaker_state */
+    int breaker; /* enum ado_breaker_state */
     uint32_t consecutive_failures;
     uint64_t failures_total, calls_total;
     uint64_t opened_at_ms;
     char *last_error;
     /* accounting */
     int64_t mem_bytes;
+    void *tramps; /* api.c: trampolines made for this plugin's subscriptions */
 };
 
 struct ado_timer;
@@ -88,6 +89,9 @@ struct ado_node {
 /* The api table the kernel gives to plugins (static, immutable). */
 const struct ado_api *ado_node_api(void);
 
+/* A node on `loop` (not owned). Free with ado_node_free. NULL when out of memory. */
+struct ado_node *ado_node_new(uv_loop_t *loop);
+
 /* Load every plugin of cfg (dlopen / Lua), validate their config blocks into diag, and
  * resolve the start order. Does not init. Used by --check-config and by start. Returns 0
  * or ADO_ECONFIG / ADO_EPLUGIN with the reasons in diag. */
@@ -96,7 +100,16 @@ int ado_node_load(struct ado_node *node, struct ado_config *cfg, struct ado_diag
 int ado_node_start(struct ado_node *node, struct ado_diag *diag);
 /* Stop plugins in reverse order, flush the store, close everything. */
 void ado_node_stop(struct ado_node *node);
+/* Free the node and its plugins (after ado_node_stop). The config stays the caller's. */
 void ado_node_free(struct ado_node *node);
+
+/* Timers and workers on behalf of plugin `p` (the api table's timer_start & co). */
+int ado_node_timer_start(struct ado_plugin *p, uint64_t after_ms, uint64_t repeat_ms,
+                         ado_timer_fn fn, void *arg, uint64_t *id);
+int ado_node_timer_stop(struct ado_plugin *p, uint64_t id);
+int ado_node_work_submit(struct ado_plugin *p, ado_work_fn fn, ado_done_fn done, void *arg);
+/* SIGHUP: reload the Lua plugins whose scripts changed. Returns how many were reloaded. */
+int ado_node_reload(struct ado_node *node);
 
 /* Record the outcome of one handler call of `p` for its circuit breaker (rc < 0 failure;
  * `what` describes it for logs and status). Returns 1 if the plugin may be called, for
@@ -108,6 +121,8 @@ const char *ado_breaker_state_name(int state);
 
 /* Drop every subscription, timer and RPC method `p` holds (stop, reload). */
 void ado_plugin_release(struct ado_plugin *p);
+/* api.c: free what the api table made for `p` (after its subscriptions are gone). */
+void ado_api_release(struct ado_plugin *p);
 
 /* Flush the store when a loop turn ends; exposed for tests that drive the loop by hand. */
 void ado_node_flush(struct ado_node *node);

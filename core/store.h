@@ -18,10 +18,10 @@ struct ado_store;
 struct ado_plugin;
 
 struct ado_store_opts {
-    const char *dir;       /* created if missing (0700) */
-    int64_t map_size;      /* initial map size in bytes (default 64 MiB); grows as needed */
-    int sync;              /* 1: fsync on each commit (default); 0: MDB_NOSYNC (tests only) */
-    unsigned max_dbs;      /* default 256 */
+    const char *dir;  /* created if missing (0700) */
+    int64_t map_size; /* initial map size in bytes (default 64 MiB); grows as needed */
+    int sync;         /* 1: fsync on each commit (default); 0: MDB_NOSYNC (tests only) */
+    unsigned max_dbs; /* default 256 */
 };
 
 int ado_store_open(const struct ado_store_opts *opts, struct ado_store **out, char *err,
@@ -32,16 +32,15 @@ void ado_store_close(struct ado_store *st);
 /* Open (creating) database `name` of `owner` ("<owner>/<name>" in LMDB). The handle is
  * only usable by that owner (ADO_EPERM otherwise). owner NULL: a kernel database, named
  * "@<name>". */
-int ado_store_open_db(struct ado_store *st, struct ado_plugin *owner, const char *name,
-                      ado_db *db);
+int ado_store_open_db(struct ado_store *st, struct ado_plugin *owner, const char *name, ado_db *db);
 int ado_store_get(struct ado_store *st, struct ado_plugin *owner, ado_db db, const void *key,
                   size_t klen, const void **val, size_t *vlen);
 int ado_store_put(struct ado_store *st, struct ado_plugin *owner, ado_db db, const void *key,
                   size_t klen, const void *val, size_t vlen);
 int ado_store_del(struct ado_store *st, struct ado_plugin *owner, ado_db db, const void *key,
                   size_t klen);
-int ado_store_iter(struct ado_store *st, struct ado_plugin *owner, ado_db db,
-                   const void *start, size_t slen, ado_iter_fn fn, void *arg);
+int ado_store_iter(struct ado_store *st, struct ado_plugin *owner, ado_db db, const void *start,
+                   size_t slen, ado_iter_fn fn, void *arg);
 
 typedef void (*ado_store_durable_cb)(void *arg, int status);
 /* Run cb(arg, status) after the next commit (immediately at the next flush if nothing is
