@@ -276,7 +276,7 @@ static struct abi_type *parse_encoding(const char *const *encoding, size_t nenc,
         goto done;
     }
     for (size_t i = 0; i < nenc; i++) {
-        if (!encoding[i] || strchr(encoding[i], ',') || (i && ebuf_put(&b, ",", 1)) ||
+        if (!encoding[i] || (i && ebuf_put(&b, ",", 1)) ||
             ebuf_put(&b, encoding[i], strlen(encoding[i])) ||
             json_array_append_new(*names, json_string(encoding[i]))) {
             abi_seterr(err, "bad leaf encoding type '%s'", encoding[i] ? encoding[i] : "");
@@ -439,10 +439,21 @@ int ado_merkle_verify(const uint8_t root[32], const uint8_t leaf[32], const uint
 
 /* ---- dump ---- */
 
+/* Writes v as JSON.stringify would: compact, and \uXXXX escapes in lowercase hex (jansson
+ * writes uppercase ones). */
 static int put_json(FILE *f, json_t *v) {
     char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
     if (!s)
         return ADO_ENOMEM;
+    for (char *p = s; *p; p++) {
+        if (*p != '\\')
+            continue;
+        p++; /* the escaped character: skip it, and lowercase a \u escape's hex digits */
+        if (*p == 'u')
+            for (int k = 1; k <= 4 && p[k]; k++)
+                if (p[k] >= 'A' && p[k] <= 'F')
+                    p[k] = (char)(p[k] - 'A' + 'a');
+    }
     int rc = fputs(s, f) < 0 ? ADO_EIO : 0;
     free(s);
     return rc;

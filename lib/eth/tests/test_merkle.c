@@ -181,3 +181,26 @@ Test(merkle, parallel_build_equals_serial_and_proofs_verify) {
     ado_merkle_free(b);
     free(bin);
 }
+
+Test(merkle, mixed_types_match_openzeppelin_dumps) {
+    check_json_vector(0, "merkle-mixed-n1.json");
+    check_json_vector(0, "merkle-mixed-n2.json");
+    check_json_vector(0, "merkle-mixed-n7.json");
+    check_json_vector(0, "merkle-mixed-n50.json");
+}
+
+Test(merkle, leaf_json_equals_tree_leaf) {
+    json_t *j = vec_load(0, "merkle-mixed-n7.json");
+    const char *enc[] = {"address", "bool", "uint8", "int256", "bytes32", "string"};
+    for (size_t i = 0; i < 7; i++) {
+        json_t *p = json_array_get(json_object_get(j, "proofs"), i);
+        char *v =
+            json_dumps(json_object_get(json_array_get(json_object_get(j, "values"), i), "value"),
+                       JSON_COMPACT);
+        uint8_t leaf[32];
+        cr_assert_eq(ado_merkle_leaf_json(enc, 6, v, leaf, NULL), 0);
+        hexcmp(leaf, json_object_get(p, "leafHash"), "leaf");
+        free(v);
+    }
+    json_decref(j);
+}
