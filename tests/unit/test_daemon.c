@@ -122,7 +122,9 @@ Test(daemon, refuses_a_bad_config_with_exit_1_and_every_error) {
     cr_assert(strstr(err, "bad.yaml:2:3: node.nmae: unknown key \"nmae\" (did you mean \"name\"?)"),
               "%s", err);
     cr_assert(strstr(err, "bad.yaml:3:10: node.layer:"), "%s", err);
-    cr_assert(strstr(err, "node.name"), "missing required name reported: %s", err);
+    cr_assert(strstr(err, "bad.yaml:1:1: node: missing required key \"name\"") ||
+                  strstr(err, "bad.yaml:2:3: node: missing required key \"name\""),
+              "missing required name reported at the node block: %s", err);
     free(err);
     th_rmrf(dir);
     free(dir);

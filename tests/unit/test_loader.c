@@ -85,7 +85,7 @@ Test(loader, refuses_another_abi_major_naming_plugin_file_and_cause) {
     cr_assert(strstr(msg, "plugin old (" FX "fx_bad_abi.so): ABI mismatch: built for ABI 2.0, "
                           "this node speaks ABI 1.0"),
               "%s", msg);
-    cr_assert(strstr(msg, "chain.yaml:8:5: "), "position of the entry: %s", msg);
+    cr_assert(strstr(msg, "chain.yaml:7:5: "), "position of the entry: %s", msg);
     run_end(&r);
 }
 
