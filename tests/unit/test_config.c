@@ -767,3 +767,39 @@ Test(config, parse_size_reads_binary_and_decimal_units) {
         cr_assert_eq(ado_parse_size_bytes(bad[i], &v), ADO_EINVAL, "%s", bad[i]);
     }
 }
+
+/* ---- sample files in tests/fixtures/config ----------------------------------------------- */
+
+#ifdef ADO_SOURCE_DIR
+#define FIXTURES ADO_SOURCE_DIR "/tests/fixtures/config"
+
+Test(config, config_fixture_files_load_or_fail_as_documented) {
+    setenv("ADO_FIXTURE_TOKEN", "t0k", 1);
+    cr_assert_eq(ado_config_load(FIXTURES "/minimal.yaml", &cfg, &diag), 0, "%s", messages());
+    ado_config_free(cfg);
+    cfg = NULL;
+    cr_assert_eq(ado_config_load(FIXTURES "/full.yaml", &cfg, &diag), 0, "%s", messages());
+    cr_assert_eq(cfg->nplugins, 2);
+    cr_assert_str_eq(cfg->plugins[1].path, FIXTURES "/lua/compliance.lua");
+    cr_assert_str_eq(text_at("node.rpc.tokens.0.token"), "t0k");
+    ado_config_free(cfg);
+    cfg = NULL;
+
+    cr_assert_eq(ado_config_load(FIXTURES "/invalid.yaml", &cfg, &diag), ADO_ECONFIG);
+    FILE *f = fopen(FIXTURES "/invalid.expected", "r");
+    cr_assert_not_null(f);
+    char line[1024];
+    size_t i = 0;
+    while (fgets(line, sizeof(line), f)) {
+        line[strcspn(line, "\n")] = '\0';
+        cr_assert_lt(i, diag.n, "missing message: %s", line);
+        /* Messages name the file as given: strip the folder. */
+        size_t skip = strlen(FIXTURES "/");
+        cr_assert_eq(strncmp(diag.msgs[i], FIXTURES "/", skip), 0, "%s", diag.msgs[i]);
+        cr_assert_str_eq(diag.msgs[i] + skip, line, "message %zu", i);
+        i++;
+    }
+    fclose(f);
+    cr_assert_eq(i, diag.n, "unexpected extra messages:\n%s", messages());
+}
+#endif
