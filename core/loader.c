@@ -273,7 +273,7 @@ int ado_node_load(struct ado_node *node, struct ado_config *cfg, struct ado_diag
             continue;
         }
         char prefix[128];
-        snprintf(prefix, sizeof prefix, "plugins.%zu.config", i);
+        snprintf(prefix, sizeof prefix, "plugins.%zu.config", e->index);
         size_t nerr = diag->n;
         ado_config_validate(cfg, e->config, p->desc->schema, prefix, diag);
         if (diag->n > nerr && e->optional) {
