@@ -110,15 +110,19 @@ static void b_node_info(struct ado_rpc *rpc, ado_call *call, json_t *params) {
     struct ado_node *n = rpc->node;
     const char *name = n->cfg && n->cfg->node_name ? n->cfg->node_name : "";
     const char *layer = n->cfg && n->cfg->layer ? n->cfg->layer : "";
-    uint64_t now = wall_ms();
-    double up = n->started_ms && now > n->started_ms ? (double)(now - n->started_ms) / 1e3 : 0;
+    /* started_ms is the loop clock (node.c) or the wall clock (node.h): accept both. */
+    uint64_t now = wall_ms(), up_ms = 0;
+    if (n->started_ms && n->started_ms < 1000000000000ull && n->loop)
+        up_ms = uv_now(n->loop) > n->started_ms ? uv_now(n->loop) - n->started_ms : 0;
+    else if (n->started_ms && now > n->started_ms)
+        up_ms = now - n->started_ms;
     char abi[32];
     snprintf(abi, sizeof abi, "%d.%d", ADO_ABI_MAJOR, ADO_ABI_MINOR);
-    ado_rpc_reply_json(call,
-                       json_pack("{s:s,s:s,s:s,s:s,s:I,s:f,s:I,s:I}", "name", name, "layer", layer,
-                                 "version", ADO_VERSION, "abi", abi, "abi_version",
-                                 (json_int_t)ADO_ABI_VERSION, "uptime_s", up, "started_ms",
-                                 (json_int_t)n->started_ms, "plugins", (json_int_t)n->nplugins));
+    ado_rpc_reply_json(call, json_pack("{s:s,s:s,s:s,s:s,s:I,s:f,s:I,s:I}", "name", name, "layer",
+                                       layer, "version", ADO_VERSION, "abi", abi, "abi_version",
+                                       (json_int_t)ADO_ABI_VERSION, "uptime_s", (double)up_ms / 1e3,
+                                       "started_at_ms", (json_int_t)(now - up_ms), "plugins",
+                                       (json_int_t)n->nplugins));
 }
 
 static json_t *str_or_null(const char *s) {
