@@ -38,7 +38,8 @@ static inline int ebuf_put(struct ebuf *b, const void *d, size_t n) {
 static inline int ebuf_zero(struct ebuf *b, size_t n) {
     if (ebuf_reserve(b, n))
         return -1;
-    memset(b->p + b->len, 0, n);
+    if (n)
+        memset(b->p + b->len, 0, n);
     b->len += n;
     return 0;
 }

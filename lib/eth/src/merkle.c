@@ -105,11 +105,25 @@ static void node_job(struct job *j) {
 
 /* ---- sort: stable order of leaf hashes ---- */
 
-static void insertion_sort(uint32_t *a, size_t n, const uint8_t (*h)[32]) {
+/* Sort record: the first 8 hash bytes as a big-endian number (compares like memcmp on them),
+ * and the value index. Sorting compact records keeps the work in cache; the full hashes are
+ * read only when two prefixes are equal. */
+struct rec {
+    uint64_t key;
+    uint32_t idx;
+};
+
+static inline int rec_less(const struct rec *a, const struct rec *b, const uint8_t (*h)[32]) {
+    if (a->key != b->key)
+        return a->key < b->key;
+    return memcmp(h[a->idx] + 8, h[b->idx] + 8, 24) < 0; /* never "less" on a tie: stable */
+}
+
+static void insertion_sort(struct rec *a, size_t n, const uint8_t (*h)[32]) {
     for (size_t i = 1; i < n; i++) {
-        uint32_t x = a[i];
+        struct rec x = a[i];
         size_t k = i;
-        while (k > 0 && memcmp(h[a[k - 1]], h[x], 32) > 0) {
+        while (k > 0 && rec_less(&x, &a[k - 1], h)) {
             a[k] = a[k - 1];
             k--;
         }
@@ -117,7 +131,7 @@ static void insertion_sort(uint32_t *a, size_t n, const uint8_t (*h)[32]) {
     }
 }
 
-static void merge_sort(uint32_t *a, uint32_t *tmp, size_t n, const uint8_t (*h)[32]) {
+static void merge_sort(struct rec *a, struct rec *tmp, size_t n, const uint8_t (*h)[32]) {
     if (n <= 24) {
         insertion_sort(a, n, h);
         return;
@@ -127,7 +141,7 @@ static void merge_sort(uint32_t *a, uint32_t *tmp, size_t n, const uint8_t (*h)[
     merge_sort(a + mid, tmp, n - mid, h);
     size_t i = 0, k = mid, o = 0;
     while (i < mid && k < n)
-        tmp[o++] = memcmp(h[a[k]], h[a[i]], 32) < 0 ? a[k++] : a[i++];
+        tmp[o++] = rec_less(&a[k], &a[i], h) ? a[k++] : a[i++];
     while (i < mid)
         tmp[o++] = a[i++];
     while (k < n)
@@ -135,14 +149,24 @@ static void merge_sort(uint32_t *a, uint32_t *tmp, size_t n, const uint8_t (*h)[
     memcpy(a, tmp, n * sizeof *a);
 }
 
+static inline uint64_t be64(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
 /* Fills order[0..n-1] with value indices sorted by hash, ties in input order: a stable
  * counting pass on the top 16 bits, then a stable sort inside each bucket. */
 static int sort_leaves(const uint8_t (*h)[32], size_t n, uint32_t *order) {
     size_t nb = (size_t)1 << BUCKET_BITS;
     uint32_t *cnt = calloc(nb + 1, sizeof *cnt);
-    uint32_t *tmp = NULL;
-    if (!cnt)
+    struct rec *r = malloc(n * sizeof *r), *tmp = NULL;
+    if (!cnt || !r) {
+        free(cnt);
+        free(r);
         return ADO_ENOMEM;
+    }
     for (size_t i = 0; i < n; i++)
         cnt[((size_t)h[i][0] << 8 | h[i][1]) + 1]++;
     size_t biggest = 0;
@@ -151,21 +175,27 @@ static int sort_leaves(const uint8_t (*h)[32], size_t n, uint32_t *order) {
             biggest = cnt[b + 1];
         cnt[b + 1] += cnt[b];
     }
-    for (size_t i = 0; i < n; i++)
-        order[cnt[(size_t)h[i][0] << 8 | h[i][1]]++] = (uint32_t)i;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t key = be64(h[i]);
+        r[cnt[key >> 48]++] = (struct rec){key, (uint32_t)i};
+    }
     /* cnt[b] is now the end of bucket b (and the start of bucket b+1). */
     if (biggest > 24 && !(tmp = malloc(biggest * sizeof *tmp))) {
         free(cnt);
+        free(r);
         return ADO_ENOMEM;
     }
     size_t start = 0;
     for (size_t b = 0; b < nb; b++) {
         size_t end = cnt[b];
         if (end - start > 1)
-            merge_sort(order + start, tmp, end - start, h);
+            merge_sort(r + start, tmp, end - start, h);
         start = end;
     }
+    for (size_t i = 0; i < n; i++)
+        order[i] = r[i].idx;
     free(tmp);
+    free(r);
     free(cnt);
     return 0;
 }
@@ -199,6 +229,8 @@ static int build_from_hashes(struct ado_merkle *m, const uint8_t (*h)[32], int t
     }
     for (size_t k = 0; k < n; k++) {
         size_t ti = 2 * n - 2 - k;
+        if (k + 16 < n)
+            __builtin_prefetch(h[order[k + 16]]);
         memcpy(m->tree[ti], h[order[k]], 32);
         m->tidx[order[k]] = (uint32_t)ti;
     }
