@@ -342,10 +342,10 @@ struct scan_item {
     int stop;
 };
 
-/* Protected: stop = fn(key, value). */
+/* Protected: stop = fn(key, value). Stack: [item, fn]. */
 static int scan_item_p(lua_State *L) {
     struct scan_item *it = lua_touserdata(L, 1);
-    lua_pushvalue(L, it->sj->fn_idx);
+    lua_pushvalue(L, 2);
     lua_pushlstring(L, it->key, it->klen);
     lua_pushlstring(L, it->val ? it->val : "", it->vlen);
     lua_call(L, 2, 1);
@@ -366,7 +366,10 @@ static int scan_cb(void *arg, const void *key, size_t klen, const void *val, siz
     }
     lua_pushcfunction(L, scan_item_p);
     lua_pushlightuserdata(L, &it);
-    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    lua_pushvalue(L, sj->fn_idx);
+    lua_insert(L, -2);
+    lua_insert(L, -2); /* [scan_item_p, item, fn]: fn becomes the call's second argument */
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
         sj->failed = 1; /* the error stays on the stack */
         return 1;
     }

@@ -161,16 +161,27 @@ static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
 static void count_hook(lua_State *L, lua_Debug *ar) {
     struct ado_lua_plugin *lp = ado_lua_of(L);
     if (lp->depth > 0 && !lp->budget_exhausted) {
-        lp->budget_left -= lp->hook_step;
+        lp->budget_left -= lua_gethookcount(L);
         if (lp->budget_left > 0)
             return;
     }
     lp->budget_exhausted = 1;
+    /* From now on stop at the very next instruction of this thread. */
+    if (lua_gethookcount(L) != 1)
+        lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
     if (lua_getinfo(L, "Sl", ar) && ar->currentline > 0)
         lua_pushfstring(L, "%s:%d: instruction budget exceeded", ar->short_src, ar->currentline);
     else
         lua_pushliteral(L, "instruction budget exceeded");
     lua_error(L);
+}
+
+/* A fresh budget for an outermost call. */
+static void budget_reset(struct ado_lua_plugin *lp) {
+    lp->budget_left = lp->limits.instructions;
+    lp->budget_exhausted = 0;
+    if (lua_gethookcount(lp->L) != lp->hook_step)
+        lua_sethook(lp->L, count_hook, LUA_MASKCOUNT, lp->hook_step);
 }
 
 /* ---- protected calls ------------------------------------------------------------------ */
@@ -213,8 +224,7 @@ int ado_lua_run(struct ado_lua_plugin *lp, lua_CFunction fn, void *ud, const cha
     }
     int top = lua_gettop(L);
     if (lp->depth++ == 0) {
-        lp->budget_left = lp->limits.instructions;
-        lp->budget_exhausted = 0;
+        budget_reset(lp);
         lp->oom_hit = 0;
         lp->oom_where[0] = '\0';
     }
@@ -243,8 +253,7 @@ int ado_lua_run(struct ado_lua_plugin *lp, lua_CFunction fn, void *ud, const cha
     if (lp->depth == 1) {
         /* Give the garbage of the failed call back before the next one (finalizers that
          * run here still count against this call's budget). */
-        lp->budget_exhausted = 0;
-        lp->budget_left = lp->limits.instructions;
+        budget_reset(lp);
         lua_gc(L, LUA_GCCOLLECT, 0);
     }
     lp->depth--;
@@ -495,8 +504,7 @@ static int load_p(lua_State *L) {
 static void version_free(struct ado_lua_plugin *lp);
 
 /* Split "src:LINE: rest" into its location and the rest, for diag. */
-static void diag_lua_message(struct ado_diag *diag, const char *path, const char *name,
-                             const char *msg) {
+static void diag_lua_message(struct ado_diag *diag, const char *path, const char *msg) {
     const char *c = msg;
     while ((c = strchr(c, ':')) != NULL) {
         const char *d = c + 1;
@@ -506,7 +514,7 @@ static void diag_lua_message(struct ado_diag *diag, const char *path, const char
             char loc[512];
             snprintf(loc, sizeof loc, "%.*s", (int)(d - msg), msg);
             if (!strchr(loc, ' ') || strncmp(msg, path, strlen(path)) == 0) {
-                ado_diag_add(diag, loc, 0, 0, NULL, "%s (plugin %s)", d + 2, name);
+                ado_diag_add(diag, loc, 0, 0, NULL, "%s", d + 2);
                 return;
             }
         }
@@ -515,9 +523,9 @@ static void diag_lua_message(struct ado_diag *diag, const char *path, const char
     /* No position: the message names the script itself when it starts with its path. */
     size_t pl = strlen(path);
     if (strncmp(msg, path, pl) == 0 && msg[pl] == ':' && msg[pl + 1] == ' ')
-        ado_diag_add(diag, path, 0, 0, NULL, "%s (plugin %s)", msg + pl + 2, name);
+        ado_diag_add(diag, path, 0, 0, NULL, "%s", msg + pl + 2);
     else
-        ado_diag_add(diag, path, 0, 0, NULL, "%s (plugin %s)", msg, name);
+        ado_diag_add(diag, path, 0, 0, NULL, "%s", msg);
 }
 
 /* Build a new version of p's script from `src` (taken over on success and failure).
@@ -627,8 +635,7 @@ static void version_free(struct ado_lua_plugin *lp) {
         /* Finalizers run here: give them one call's budget and no kernel access. */
         lp->phase = ADO_LUA_CLOSING;
         lp->depth = 1;
-        lp->budget_left = lp->limits.instructions;
-        lp->budget_exhausted = 0;
+        budget_reset(lp);
         lua_close(lp->L);
         lp->L = NULL;
     }
@@ -715,7 +722,6 @@ static void tramp_fini(ado_ctx *ctx, void *state) {
 
 int ado_lua_load(struct ado_plugin *p, const char *path, const struct ado_lua_limits *limits,
                  struct ado_diag *diag) {
-    const char *name = p->name ? p->name : path;
     if (!p->ctx.node) {
         p->ctx.node = p->node;
         p->ctx.plugin = p;
@@ -724,13 +730,13 @@ int ado_lua_load(struct ado_plugin *p, const char *path, const struct ado_lua_li
     char *src = NULL;
     size_t len = 0;
     if (read_file(path, &src, &len, ebuf, sizeof ebuf) < 0) {
-        diag_lua_message(diag, path, name, ebuf);
+        diag_lua_message(diag, path, ebuf);
         return ADO_EPLUGIN;
     }
     struct ado_lua_plugin *lp = NULL;
     char *err = NULL;
     if (version_new(p, path, src, len, limits, &lp, &err) < 0) {
-        diag_lua_message(diag, path, name, err ? err : "out of memory");
+        diag_lua_message(diag, path, err ? err : "out of memory");
         free(err);
         return ADO_EPLUGIN;
     }
