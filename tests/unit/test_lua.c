@@ -628,5 +628,41 @@ Test(lua, reload_keeps_the_old_version_on_failure_and_swaps_on_success) {
     publish(l, "rl.ping", "");
     cr_assert_eq(count(&l->rec, "test.pong"), 3, "the old subscription is gone");
     cr_assert_str_eq(last(&l->rec, "test.pong"), "v3");
+
+    /* A new version that loads but fails to start: the previous one is started again. */
+    script(l, "rl.lua",
+           "return { version = '4.0.0', schema = { greeting = 'string' },\n"
+           "  start = function() error('not today') end }\n");
+    cr_assert_lt(ado_lua_reload(p), 0);
+    cr_assert_str_eq(p->desc->version, "3.0.0");
+    cr_assert_eq(p->state, ADO_PS_RUNNING);
+    publish(l, "rl.ping", "");
+    cr_assert_eq(count(&l->rec, "test.pong"), 4);
+    cr_assert_str_eq(last(&l->rec, "test.pong"), "v3");
+    ln_free(l);
+}
+
+/* ---- the example a plugin author copies ------------------------------------------------ */
+
+Test(lua, the_hello_example_loads_greets_and_answers) {
+    struct ln *l = ln_new();
+    node_up(l, "  - name: hello\n    path: " ADO_SOURCE_DIR "/examples/plugins/lua/hello.lua\n"
+               "    config: {greeting: hey, every: 100ms}\n");
+    STARTED(l);
+    ado_bus_subscribe(l->t.node->bus, "hello.>", NULL, on_test, &l->rec, NULL);
+    publish(l, "hello.ping", "bob");
+    const char *d = last(&l->rec, "hello.pong");
+    cr_assert(d && strstr(d, "\"text\":\"hey, bob! (#1)\""), "%s", d ? d : "(none)");
+    cr_assert(wait_for(l, "hello.greeting", 1));
+    cr_assert(strstr(last(&l->rec, "hello.greeting"), "hey, everyone! (#2)"), "%s",
+              last(&l->rec, "hello.greeting"));
+    struct rpc_answer a;
+    const char *r = call(l,
+                         "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"hello_greet\","
+                         "\"params\":{\"name\":\"ann\"}}",
+                         &a);
+    cr_assert(strstr(r, "hey, ann!"), "%s", r);
+    r = call(l, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"hello_greet\",\"params\":[]}", &a);
+    cr_assert(strstr(r, "\"params.name (a string) is required\""), "%s", r);
     ln_free(l);
 }
