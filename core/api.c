@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "bridge.h"
 #include "metrics.h"
 #include "node.h"
 #include "rpc.h"
@@ -365,6 +366,69 @@ static int api_config_json_acc(ado_ctx *ctx, const char *path, char **out) {
     return 0;
 }
 
+/* ---- bridge, identity, services ------------------------------------------------------ */
+
+static int need_bridge(ado_ctx *ctx) {
+    return NODE(ctx)->bridge ? 0 : ADO_ESTATE;
+}
+
+static int api_bridge_send(ado_ctx *ctx, const char *peer, const char *topic, const void *payload,
+                           size_t len, char *id, size_t id_cap) {
+    int rc = need_bridge(ctx);
+    return rc ? rc
+              : ado_bridge_send(NODE(ctx)->bridge, PLUGIN(ctx), peer, topic, payload, len, id,
+                                id_cap);
+}
+
+static int api_bridge_transport_register(ado_ctx *ctx, const char *name,
+                                         const struct ado_transport *ops, void *arg) {
+    int rc = need_bridge(ctx);
+    return rc ? rc : ado_bridge_transport_register(NODE(ctx)->bridge, PLUGIN(ctx), name, ops, arg);
+}
+
+static void api_bridge_acked(ado_ctx *ctx, const char *peer, uint64_t seq) {
+    if (NODE(ctx)->bridge)
+        ado_bridge_acked(NODE(ctx)->bridge, peer, seq);
+}
+
+static void api_bridge_failed(ado_ctx *ctx, const char *peer, uint64_t seq, const char *why) {
+    if (NODE(ctx)->bridge)
+        ado_bridge_failed(NODE(ctx)->bridge, peer, seq, why);
+}
+
+static void api_bridge_peer_state(ado_ctx *ctx, const char *peer, int up, const char *why) {
+    if (NODE(ctx)->bridge)
+        ado_bridge_peer_state(NODE(ctx)->bridge, peer, up, why);
+}
+
+static int api_bridge_received(ado_ctx *ctx, const char *peer, const struct ado_bridge_msg *msg,
+                               void (*done)(void *, int), void *done_arg) {
+    int rc = need_bridge(ctx);
+    return rc ? rc : ado_bridge_received(NODE(ctx)->bridge, peer, msg, done, done_arg);
+}
+
+static int api_node_public_key(ado_ctx *ctx, uint8_t pub[32]) {
+    if (!NODE(ctx)->identity.loaded)
+        return ADO_ESTATE;
+    memcpy(pub, NODE(ctx)->identity.pk, 32);
+    return 0;
+}
+
+static int api_node_sign(ado_ctx *ctx, const void *msg, size_t len, uint8_t sig[64]) {
+    return ado_identity_sign(&NODE(ctx)->identity, msg, len, sig);
+}
+
+static void *api_uv_loop(ado_ctx *ctx) {
+    return NODE(ctx)->loop;
+}
+
+static int api_rpc_call(ado_ctx *ctx, const char *request, const char *role,
+                        void (*done)(void *, const char *), void *arg) {
+    if (!NODE(ctx)->rpc)
+        return ADO_ESTATE;
+    return ado_rpc_call_local(NODE(ctx)->rpc, request, role, done, arg);
+}
+
 /* ---- trampolines owned per plugin ----------------------------------------------------- */
 
 /* Each plugin keeps a list of the trampolines made for it; they are freed when the plugin
@@ -440,6 +504,16 @@ static const struct ado_api api = {
     .metric_set = api_metric_set,
     .alloc = api_alloc,
     .free = api_free,
+    .bridge_send = api_bridge_send,
+    .bridge_transport_register = api_bridge_transport_register,
+    .bridge_acked = api_bridge_acked,
+    .bridge_failed = api_bridge_failed,
+    .bridge_peer_state = api_bridge_peer_state,
+    .bridge_received = api_bridge_received,
+    .node_public_key = api_node_public_key,
+    .node_sign = api_node_sign,
+    .uv_loop = api_uv_loop,
+    .rpc_call = api_rpc_call,
 };
 
 const struct ado_api *ado_node_api(void) {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bridge.h"
 #include "lua_host.h"
 #include "metrics.h"
 #include "rpc.h"
@@ -166,6 +167,8 @@ void ado_plugin_release(struct ado_plugin *p) {
     }
     if (node->rpc)
         ado_rpc_unregister_owner(node->rpc, p);
+    if (node->bridge)
+        ado_bridge_release_owner(node->bridge, p);
     ado_api_release(p);
 }
 
@@ -308,10 +311,16 @@ int ado_node_start(struct ado_node *node, struct ado_diag *diag) {
     node->check.data = node;
     uv_check_start(&node->check, on_check);
     uv_unref((uv_handle_t *)&node->check);
+    if (ado_identity_load(&node->identity, cfg->data_dir, err, sizeof err) < 0) {
+        ado_diag_add(diag, cfg->file, 0, 0, "node.data_dir", "%s", err);
+        return ADO_EIO;
+    }
     if (ado_rpc_new(node, &node->rpc) < 0) {
         ado_diag_add(diag, cfg->file, 0, 0, "node.rpc", "cannot create the RPC registry");
         return ADO_ENOMEM;
     }
+    if (ado_bridge_new(node, &node->bridge, diag) < 0)
+        return ADO_ECONFIG;
     const struct ado_api *api = ado_node_api();
     for (size_t i = 0; i < node->nplugins; i++) {
         struct ado_plugin *p = node->plugins[i];
@@ -345,6 +354,8 @@ int ado_node_start(struct ado_node *node, struct ado_diag *diag) {
                       p->desc->version ? p->desc->version : "?", p->entry->path);
         ado_node_flush(node);
     }
+    if (ado_bridge_start(node->bridge, diag) < 0)
+        return ADO_ECONFIG;
     if (ado_rpc_listen(node->rpc, diag) < 0)
         return ADO_EIO;
     ado_node_flush(node);
@@ -360,6 +371,11 @@ static void drain_work(struct ado_node *node) {
 void ado_node_stop(struct ado_node *node) {
     node->stopping = 1;
     drain_work(node);
+    if (node->bridge) {
+        /* Peers close first: nothing new goes out while plugins stop. */
+        ado_bridge_free(node->bridge);
+        node->bridge = NULL;
+    }
     for (size_t i = node->nplugins; i-- > 0;) {
         struct ado_plugin *p = node->plugins[i];
         if (p->state == ADO_PS_RUNNING || p->state == ADO_PS_ISOLATED) {
@@ -389,6 +405,7 @@ void ado_node_stop(struct ado_node *node) {
         uv_close((uv_handle_t *)&node->prepare, NULL);
         uv_close((uv_handle_t *)&node->check, NULL);
     }
+    ado_identity_wipe(&node->identity);
     /* Let closing handles finish. */
     uv_run(node->loop, UV_RUN_NOWAIT);
 }

@@ -12,12 +12,14 @@
 #include "ado/plugin.h"
 #include "bus.h"
 #include "config.h"
+#include "identity.h"
 #include "log.h"
 #include "store.h"
 
 struct ado_lua_plugin;
 struct ado_rpc;
 struct ado_metrics;
+struct ado_bridge;
 
 enum ado_plugin_kind { ADO_PK_C = 0, ADO_PK_LUA = 1 };
 
@@ -73,6 +75,8 @@ struct ado_node {
     struct ado_bus *bus;
     struct ado_rpc *rpc;         /* NULL when rpc is off */
     struct ado_metrics *metrics; /* plugin counters and gauges */
+    struct ado_bridge *bridge;   /* the layer bridge (created at start) */
+    struct ado_identity identity; /* Ed25519 key under data_dir */
     struct ado_plugin **plugins; /* in start (dependency) order */
     size_t nplugins;
     struct ado_timer *timers; /* list of live plugin timers */

@@ -76,6 +76,38 @@ typedef void (*ado_done_fn)(ado_ctx *ctx, int status, void *arg);
 typedef void (*ado_rpc_fn)(ado_ctx *ctx, ado_call *call, const char *params, size_t len,
                            void *arg);
 
+/* One bridge message, as the kernel hands it to a transport and a transport hands it back on
+ * the receiving side. All pointers are borrowed for the call. */
+struct ado_bridge_msg {
+    const char *origin;  /* sending node's name */
+    uint64_t seq;        /* per (origin, peer) sequence, from 1, in send order */
+    const char *topic;   /* dotted; arrives on the receiver's bus as bridge.in.<topic> */
+    const void *payload; /* bytes (by convention JSON) */
+    size_t len;
+    uint64_t created_ms; /* wall clock at send */
+};
+
+/* What a transport plugin (ws_peer, evm_l2) gives the kernel's bridge. Every function runs
+ * on the loop thread; `arg` is the transport's own. */
+struct ado_transport {
+    uint32_t size; /* sizeof(struct ado_transport) */
+    /* A peer of the YAML `bridge.peers` that uses this transport: start connecting to it.
+     * `options` is the peer's `options` block as JSON text, `public_key` hex or "". */
+    int (*peer_open)(void *arg, const char *peer, const char *layer, const char *address,
+                     const char *public_key, const char *options);
+    /* Stop talking to the peer (node stopping). */
+    void (*peer_close)(void *arg, const char *peer);
+    /* Deliver one message (async). Return 0 if it was handed to the wire, or a negative
+     * code if it cannot be sent now (not connected...): that counts as a failed attempt.
+     * Later the transport calls api->bridge_acked or api->bridge_failed for (peer, seq). */
+    int (*send)(void *arg, const char *peer, const struct ado_bridge_msg *msg);
+    /* Forward a read-only JSON-RPC request to the peer; call done(cbarg, 0, response) or
+     * done(cbarg, error, NULL) once, within timeout_ms. May be NULL (not supported). */
+    int (*query)(void *arg, const char *peer, const char *request, size_t len,
+                 uint64_t timeout_ms, void (*done)(void *cbarg, int status, const char *response),
+                 void *cbarg);
+};
+
 struct ado_api {
     uint32_t abi_version; /* the kernel's ADO_ABI_VERSION */
     uint32_t size;        /* sizeof(struct ado_api) in the kernel: test before using a
@@ -179,6 +211,47 @@ struct ado_api {
     /* Allocate/free memory accounted to the plugin (shown in node_plugins). */
     void *(*alloc)(ado_ctx *ctx, size_t size);
     void (*free)(ado_ctx *ctx, void *ptr);
+
+    /* ---- layer bridge ------------------------------------------------------------------ */
+    /* Send `payload` under `topic` to `peer` (a name from the YAML bridge.peers). The
+     * message goes into the durable outbox in the loop turn's transaction, together with
+     * whatever the plugin wrote in the same callback: both commit or neither. Delivery is
+     * at least once and in send order per peer; the receiver applies each message once.
+     * `id` (if not NULL, id_cap >= 96) receives the message id "<node>/<peer>/<seq>".
+     * Errors: ADO_ENOTFOUND (unknown peer), ADO_ELIMIT (the peer's outbox is full: the
+     * caller should refuse the operation), ADO_EINVAL. */
+    int (*bridge_send)(ado_ctx *ctx, const char *peer, const char *topic, const void *payload,
+                       size_t len, char *id, size_t id_cap);
+    /* A transport plugin registers itself under `name` (what bridge.peers[].transport
+     * names), at init or start. `ops` and `arg` must live until the plugin stops. */
+    int (*bridge_transport_register)(ado_ctx *ctx, const char *name,
+                                     const struct ado_transport *ops, void *arg);
+    /* Transport -> kernel: the peer has durably applied message `seq` (remove it). */
+    void (*bridge_acked)(ado_ctx *ctx, const char *peer, uint64_t seq);
+    /* Transport -> kernel: sending `seq` failed (the kernel retries with backoff, then
+     * dead-letters it). */
+    void (*bridge_failed)(ado_ctx *ctx, const char *peer, uint64_t seq, const char *reason);
+    /* Transport -> kernel: the link to `peer` came up (up=1) or went down (up=0). */
+    void (*bridge_peer_state)(ado_ctx *ctx, const char *peer, int up, const char *reason);
+    /* Transport -> kernel: `msg` arrived from `peer`. The kernel ignores a repeat (same peer
+     * and seq already applied), otherwise publishes it on the bus as bridge.in.<topic>
+     * (payload as is; the bus event's JSON envelope is described in docs/bridge.md) and
+     * records it as applied in the turn's transaction; then, once that is durable, it calls
+     * done(done_arg, 0) (or a negative status), and the transport acks to the sender. */
+    int (*bridge_received)(ado_ctx *ctx, const char *peer, const struct ado_bridge_msg *msg,
+                           void (*done)(void *done_arg, int status), void *done_arg);
+
+    /* ---- node identity and services for transports ------------------------------------ */
+    /* The node's Ed25519 public key (created on first start under data_dir, 0600). */
+    int (*node_public_key)(ado_ctx *ctx, uint8_t pub[32]);
+    /* Sign `msg` with the node's Ed25519 key (detached signature). */
+    int (*node_sign)(ado_ctx *ctx, const void *msg, size_t len, uint8_t sig[64]);
+    /* The node's libuv loop (a uv_loop_t *), for plugins that do their own I/O on it. */
+    void *(*uv_loop)(ado_ctx *ctx);
+    /* Run a JSON-RPC request (text) in-process with the rights of `role`; done(arg, resp)
+     * gets the response object's JSON text (borrowed), once. */
+    int (*rpc_call)(ado_ctx *ctx, const char *request, const char *role,
+                    void (*done)(void *arg, const char *response), void *arg);
 };
 
 struct ado_plugin_desc {
