@@ -984,6 +984,7 @@ int ado_rpc_server_listen(struct ado_rpc *rpc, struct ado_diag *diag) {
         info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
     info.foreign_loops = loops;
     info.user = rpc;
+    info.pcontext = &rpc->lws; /* lws clears it once the context is wholly destroyed */
     info.vhost_name = "adonode";
     info.server_string = "adonode";
     info.alpn = "http/1.1";
@@ -1014,8 +1015,11 @@ void ado_rpc_server_close(struct ado_rpc *rpc) {
         return;
     /* lws closes every connection (our CLOSED callbacks detach them) and its uv handles; the
      * node keeps running its loop afterwards so the handles finish closing. */
-    struct lws_context *ctx = rpc->lws;
-    lws_context_destroy(ctx);
+    lws_context_destroy(rpc->lws);
+    /* With a foreign loop the destruction ends in uv close callbacks: turn the loop (without
+     * blocking) until lws reports the context gone through info.pcontext. */
+    for (int i = 0; rpc->lws && i < 1000; i++)
+        uv_run(rpc->node->loop, UV_RUN_NOWAIT);
     rpc->lws = NULL;
     if (rpc->conns) /* lws reported every close so far; never touch its freed memory */
         ado_log_write(&rpc->node->log, ADO_LOG_WARN, NULL, "rpc: %zu connections not closed",
