@@ -6,7 +6,8 @@
  *  - a database of its own in the node's store, written with a durability callback;
  *  - a bus subscription (`hello.ping`) answered by a publish (`hello.pong`);
  *  - a repeating timer publishing `hello.tick`;
- *  - two RPC methods, one answering now and one answering once its write is durable.
+ *  - two RPC methods (<name>_greet, <name>_bump), one answering now and one answering once
+ *    its write is durable.
  *
  * It includes only <ado/ado.h>, links against nothing of the kernel, and gets every kernel
  * function from the api table at init. */
@@ -32,7 +33,7 @@ static const struct ado_schema schema[] = {
      .flags = ADO_F_RANGE,
      .min = 1,
      .max = 200,
-     .help = "what hello_greet answers"},
+     .help = "what <name>_greet answers"},
     {.key = "every",
      .type = ADO_T_DURATION,
      .default_value = "10s",
@@ -159,12 +160,19 @@ static int hello_start(ado_ctx *ctx, void *state) {
     if (rc == 0)
         rc = api->timer_start(ctx, (uint64_t)h->every_ms, (uint64_t)h->every_ms, on_tick, h,
                               &h->timer);
-    if (rc == 0)
-        rc = api->rpc_register(ctx, "hello_greet", "reader",
-                               "The configured greeting and tick count", rpc_greet, h);
-    if (rc == 0)
-        rc = api->rpc_register(ctx, "hello_bump", "writer",
-                               "Add one to the count; answers once it is durable", rpc_bump, h);
+    /* Method names are global: prefix them with the instance's name from the YAML so that
+     * one plugin can be loaded twice (hello_c_greet, hello_c_bump). */
+    char greet[96], bump[96];
+    snprintf(greet, sizeof greet, "%s_greet", api->plugin_name(ctx));
+    snprintf(bump, sizeof bump, "%s_bump", api->plugin_name(ctx));
+    if (rc == 0 &&
+        (rc = api->rpc_register(ctx, greet, "reader", "The configured greeting and tick count",
+                                rpc_greet, h)) < 0)
+        api->log(ctx, ADO_LOG_ERROR, "cannot register %s: %s", greet, api->strerror(rc));
+    if (rc == 0 && (rc = api->rpc_register(ctx, bump, "writer",
+                                           "Add one to the count; answers once it is durable",
+                                           rpc_bump, h)) < 0)
+        api->log(ctx, ADO_LOG_ERROR, "cannot register %s: %s", bump, api->strerror(rc));
     if (rc == 0)
         api->log(ctx, ADO_LOG_INFO, "ready: greeting=\"%s\" every=%lldms ticks=%llu", h->greeting,
                  (long long)h->every_ms, (unsigned long long)h->count);
