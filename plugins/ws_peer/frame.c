@@ -266,6 +266,8 @@ int wsp_parse_url(const char *url, char *host, size_t hcap, int *port, char *pat
 }
 
 int wsp_hex32(const char *hex, uint8_t out[32]) {
+    if (hex && hex[0] == '0' && (hex[1] == 'x' || hex[1] == 'X'))
+        hex += 2;
     if (!hex || strlen(hex) != 64)
         return ADO_EINVAL;
     for (int i = 0; i < 32; i++) {

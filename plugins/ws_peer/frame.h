@@ -78,7 +78,7 @@ void wsp_auth_transcript(uint8_t out[WSP_TRANSCRIPT_LEN], char role, const uint8
 int wsp_parse_url(const char *url, char *host, size_t hcap, int *port, char *path, size_t pcap);
 /* Parse "host:port" (IPv6 as [::1]:port). 0 or ADO_EINVAL. */
 int wsp_parse_hostport(const char *s, char *host, size_t hcap, int *port);
-/* 64 hex characters to 32 bytes. 0 or ADO_EINVAL. */
+/* 64 hex characters (optional 0x) to 32 bytes. 0 or ADO_EINVAL. */
 int wsp_hex32(const char *hex, uint8_t out[32]);
 
 #endif
