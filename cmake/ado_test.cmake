@@ -5,6 +5,7 @@ set(ADO_TEST_ENV
   "ADO_SOURCE_DIR=${CMAKE_SOURCE_DIR}"
   "ADO_SHARED_DIR=${CMAKE_SOURCE_DIR}/../shared"
   "ASAN_OPTIONS=detect_leaks=1:abort_on_error=0"
+  "LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp:print_suppressions=0"
   "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
 
 function(ado_add_test name)
