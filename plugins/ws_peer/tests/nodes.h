@@ -146,6 +146,7 @@ static inline void tn_spawn(struct tn_node *n) {
         dup2(out, 1);
         dup2(err, 2);
         setenv("ADO_PLUGIN_PATH", ADO_BUILD_DIR "/plugins", 1);
+        setenv("LSAN_OPTIONS", "suppressions=" TN_FIXTURES "/lsan.supp:print_suppressions=0", 0);
         execl(TN_ADONODE, "adonode", "--config", "chain.yaml", (char *)NULL);
         _exit(127);
     }
@@ -316,16 +317,16 @@ static inline char *tn_rpc(const struct tn_node *n, const char *method, const ch
 
 /* ---- raw WebSocket client (masked frames) ----------------------------------------------- */
 
-static inline int tn_ws_open(int port, const char *protocol) {
+static inline int tn_ws_open_path(int port, const char *path, const char *protocol) {
     int fd = tn_connect(port);
     if (fd < 0)
         return -1;
     char req[512];
     int n = snprintf(req, sizeof req,
-                     "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                     "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: %s\r\n\r\n",
-                     protocol);
+                     path, protocol);
     if (tn_write_all(fd, req, (size_t)n)) {
         close(fd);
         return -1;
@@ -343,6 +344,10 @@ static inline int tn_ws_open(int port, const char *protocol) {
     }
     close(fd);
     return -1;
+}
+
+static inline int tn_ws_open(int port, const char *protocol) {
+    return tn_ws_open_path(port, "/", protocol);
 }
 
 static inline int tn_ws_send(int fd, int op, const void *data, size_t len) {
