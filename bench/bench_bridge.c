@@ -76,7 +76,7 @@ int main(int argc, char **argv) {
     struct tn_node a, b;
     tn_init(&a, "personal", "L4");
     tn_init(&b, "org", "L3");
-    const char *pol = "retry: {attempts: 1000, backoff: 20ms, max_backoff: 100ms}, "
+    const char *pol = "retry: {attempts: 100, backoff: 20ms, max_backoff: 100ms}, "
                       "breaker: {failures: 1000000, cooldown: 100ms}";
     tn_add_peer(&a, &b, 1, pol);
     tn_add_peer(&b, &a, 0, pol);
