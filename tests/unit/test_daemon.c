@@ -197,3 +197,56 @@ Test(daemon, runs_the_embedded_default_chain_with_lmdb_under_data) {
     th_rmrf(dir);
     free(dir);
 }
+
+static const char *lua_v = "return {\n"
+                           "  name = 'ticker', version = '%s',\n"
+                           "  start = function() ado.every(20, function() ado.info('tick %s') "
+                           "end) end,\n"
+                           "}\n";
+
+static void write_ticker(const char *dir, const char *version) {
+    char text[512];
+    snprintf(text, sizeof text, lua_v, version, version);
+    free(th_write(dir, "ticker.lua", text));
+}
+
+/* Count occurrences of needle in dir/stderr.txt. */
+static int count_log(const char *dir, const char *needle) {
+    char *s = slurp(dir, "stderr.txt");
+    int n = 0;
+    for (char *p = s; (p = strstr(p, needle)); p++)
+        n++;
+    free(s);
+    return n;
+}
+
+Test(daemon, sighup_reloads_a_changed_lua_plugin_and_keeps_the_old_one_if_the_new_fails) {
+    char *dir = th_tmpdir();
+    write_ticker(dir, "1.0.0");
+    free(th_write(dir, "chain.yaml", "node:\n  name: hup\n  data_dir: ./data\n"
+                                     "  rpc: {listen: \"off\"}\n"
+                                     "plugins:\n  - {name: ticker, path: ./ticker.lua}\n"));
+    char *argv[] = {"adonode", "--config", "chain.yaml", NULL};
+    pid_t pid = spawn(dir, argv);
+    cr_assert(wait_log(dir, "tick 1.0.0", 10000), "v1 ticks");
+
+    write_ticker(dir, "2.0.0");
+    kill(pid, SIGHUP);
+    cr_assert(wait_log(dir, "tick 2.0.0", 10000), "v2 ticks after SIGHUP");
+    cr_assert(wait_log(dir, "SIGHUP: 1 Lua plugin(s) reloaded", 5000));
+
+    /* A broken new version: refused, and version 2 keeps ticking. */
+    free(th_write(dir, "ticker.lua", "return { name = 'ticker', version = '3.0.0', start = "));
+    kill(pid, SIGHUP);
+    cr_assert(wait_log(dir, "SIGHUP: 0 Lua plugin(s) reloaded", 5000));
+    int before = count_log(dir, "tick 2.0.0");
+    for (int i = 0; i < 500 && count_log(dir, "tick 2.0.0") < before + 3; i++)
+        usleep(10000);
+    cr_assert_geq(count_log(dir, "tick 2.0.0"), before + 3, "old version still runs");
+    cr_assert(count_log(dir, "keeping the running version") >= 1);
+
+    kill(pid, SIGTERM);
+    cr_assert_eq(wait_exit(pid, 10000), 0);
+    th_rmrf(dir);
+    free(dir);
+}
