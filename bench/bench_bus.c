@@ -158,9 +158,21 @@ static int bench_startup(int runs) {
                "  rpc: {listen: \"127.0.0.1:0\"}\nplugins:\n");
     for (int i = 0; i < 5; i++)
         fprintf(f, "  - {name: hello_c%d, path: hello_c}\n", i);
-    for (int i = 0; i < 5; i++)
-        fprintf(f, "  - {name: hello_lua%d, path: %s/examples/plugins/lua/hello.lua}\n", i,
-                ADO_SOURCE_DIR);
+    /* Five Lua plugins, each with a subscription, a timer and its own kv database. */
+    for (int i = 0; i < 5; i++) {
+        fprintf(f, "  - {name: lua%d, path: ./lua%d.lua}\n", i, i);
+        char lp[600];
+        snprintf(lp, sizeof lp, "%s/lua%d.lua", dir, i);
+        FILE *l = fopen(lp, "w");
+        fprintf(l, "return { name = 'lua%d', version = '1.0.0',\n"
+                   "  start = function()\n"
+                   "    ado.kv.put('started', tostring(ado.wall_ms()))\n"
+                   "    ado.subscribe('hello.tick', function(t, d) end)\n"
+                   "    ado.every(10000, function() end)\n"
+                   "  end }\n",
+                i);
+        fclose(l);
+    }
     fclose(f);
     double *t = calloc((size_t)runs, sizeof *t);
     for (int i = 0; i < runs; i++) {

@@ -150,7 +150,10 @@ int main(int argc, char **argv) {
     uv_close((uv_handle_t *)&node->sig_term, close_cb);
     uv_close((uv_handle_t *)&node->sig_int, close_cb);
     uv_close((uv_handle_t *)&node->sig_hup, close_cb);
-    uv_run(loop, UV_RUN_NOWAIT);
+    /* Let every closing handle finish (libwebsockets frees its contexts from their close
+     * callbacks), but never wait forever on a handle something forgot to close. */
+    for (int i = 0; i < 1000 && uv_run(loop, UV_RUN_NOWAIT); i++)
+        ;
     int code = node->exit_code;
     ado_log_write(&node->log, ADO_LOG_INFO, NULL, "node stopped");
     ado_diag_fini(&diag);

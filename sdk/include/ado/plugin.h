@@ -237,7 +237,9 @@ struct ado_api {
      * and seq already applied), otherwise publishes it on the bus as bridge.in.<topic>
      * (payload as is; the bus event's JSON envelope is described in docs/bridge.md) and
      * records it as applied in the turn's transaction; then, once that is durable, it calls
-     * done(done_arg, 0) (or a negative status), and the transport acks to the sender. */
+     * done(done_arg, 0) (or a negative status), and the transport acks to the sender.
+     * Returns 0 when done will be called (exactly once, never before this returns), or a
+     * negative code when it will not (then the transport nacks and frees its own state). */
     int (*bridge_received)(ado_ctx *ctx, const char *peer, const struct ado_bridge_msg *msg,
                            void (*done)(void *done_arg, int status), void *done_arg);
 
