@@ -318,6 +318,23 @@ static int sandbox_collectgarbage(lua_State *L) {
     return lua_gettop(L);
 }
 
+/* setmetatable refusing __gc: Lua runs finalizers with hooks off, so a finalizer could loop
+ * beyond the instruction budget. Lua marks an object for finalization only if its metatable
+ * has __gc when it is set, so refusing it here leaves no way to get a finalizer (scripts
+ * cannot make userdata). Upvalue 1: the original. */
+static int sandbox_setmetatable(lua_State *L) {
+    if (lua_type(L, 2) == LUA_TTABLE) {
+        lua_pushliteral(L, "__gc");
+        if (lua_rawget(L, 2) != LUA_TNIL)
+            return luaL_error(L, "setmetatable: __gc metamethods are not allowed in plugins");
+        lua_pop(L, 1);
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
 /* print(...) goes to the node's log at info level, arguments separated by tabs. */
 static int sandbox_print(lua_State *L) {
     struct ado_lua_plugin *lp = ado_lua_of(L);
@@ -362,6 +379,9 @@ static void open_sandbox(lua_State *L) {
     lua_getfield(L, -1, "collectgarbage");
     lua_pushcclosure(L, sandbox_collectgarbage, 1);
     lua_setfield(L, -2, "collectgarbage");
+    lua_getfield(L, -1, "setmetatable");
+    lua_pushcclosure(L, sandbox_setmetatable, 1);
+    lua_setfield(L, -2, "setmetatable");
     lua_pushcfunction(L, sandbox_print);
     lua_setfield(L, -2, "print");
     lua_getfield(L, -1, LUA_STRLIBNAME);

@@ -54,6 +54,7 @@ struct ln {
     struct rec rec;
     char *dir;
     int rc_load, rc_start;
+    int up; /* node_up ran and node_down did not */
 };
 
 /* Write `script` as dir/<file>. */
@@ -82,6 +83,7 @@ static void node_up(struct ln *l, const char *plugins) {
     struct th_node *t = &l->t;
     memset(t, 0, sizeof *t);
     memset(&l->rec, 0, sizeof l->rec);
+    l->up = 1;
     ado_diag_init(&t->diag);
     uv_loop_init(&t->loop);
     char *path = th_write(l->dir, "chain.yaml", yaml);
@@ -101,7 +103,9 @@ static void node_up(struct ln *l, const char *plugins) {
 }
 
 static void node_down(struct ln *l) {
-    th_node_stop(&l->t);
+    if (l->up)
+        th_node_stop(&l->t);
+    l->up = 0;
 }
 
 static struct ln *ln_new(void) {
@@ -664,5 +668,52 @@ Test(lua, the_hello_example_loads_greets_and_answers) {
     cr_assert(strstr(r, "hey, ann!"), "%s", r);
     r = call(l, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"hello_greet\",\"params\":[]}", &a);
     cr_assert(strstr(r, "\"params.name (a string) is required\""), "%s", r);
+    ln_free(l);
+}
+
+Test(lua, publishing_from_a_coroutine_to_its_own_subscriber_works) {
+    struct ln *l = ln_new();
+    script(l, "co.lua",
+           "return { start = function()\n"
+           "  ado.subscribe('co.self', function(t, d) ado.publish('test.co', d) end)\n"
+           "  ado.subscribe('co.go', function()\n"
+           "    local co = coroutine.wrap(function(x)\n"
+           "      ado.publish('co.self', x)\n"
+           "      x = coroutine.yield(1)\n"
+           "      ado.publish('co.self', x)\n"
+           "    end)\n"
+           "    co('first'); co('second')\n"
+           "  end)\n"
+           "  ado.after(0, function()\n"
+           "    coroutine.wrap(function() ado.publish('co.self', 'timer') end)()\n"
+           "  end)\n"
+           "end }\n");
+    node_up(l, "  - {name: co, path: DIR/co.lua}\n");
+    STARTED(l);
+    publish(l, "co.go", "");
+    cr_assert(wait_for(l, "test.co", 3));
+    cr_assert_str_eq(l->rec.msgs[0].data, "first");
+    cr_assert_str_eq(l->rec.msgs[1].data, "second");
+    cr_assert_str_eq(l->rec.msgs[2].data, "timer");
+    cr_assert_eq(plugin(l, "co")->failures_total, 0);
+    ln_free(l);
+}
+
+Test(lua, finalizers_are_refused_so_they_cannot_outrun_the_budget) {
+    struct ln *l = ln_new();
+    script(l, "gc.lua",
+           "local ok, err = pcall(setmetatable, {}, {__gc = function() while true do end end})\n"
+           "local mt = {}\n"
+           "local t = setmetatable({}, mt)\n"
+           "mt.__gc = function() while true do end end -- too late: never a finalizer\n"
+           "t = nil\n"
+           "return { start = function()\n"
+           "  collectgarbage()\n"
+           "  ado.publish('test.gc', tostring(ok) .. ' ' .. err)\n"
+           "end }\n");
+    node_up(l, "  - name: gc\n    path: DIR/gc.lua\n    limits: {instructions: 100000}\n");
+    STARTED(l);
+    cr_assert_str_eq(last(&l->rec, "test.gc"),
+                     "false setmetatable: __gc metamethods are not allowed in plugins");
     ln_free(l);
 }
