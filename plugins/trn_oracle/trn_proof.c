@@ -232,6 +232,7 @@ static void rpc_proof(ado_ctx *ctx, ado_call *call, const char *params, size_t p
         return;
     }
     w->call = call;
+    w->next = NULL;
     memcpy(w->account, account, 20);
     if (t) { /* being rebuilt: wait for it */
         w->next = t->waiters;

@@ -21,6 +21,10 @@
  * the plugin's config block is appended (indented by 6). */
 static inline int tt_start(struct th_node *n, const char *dir, const char *extra) {
     char yaml[4096];
+    const char *x = extra ? extra : "";
+    /* extra replaces the default epoch / l2 lines when it has its own */
+    const char *ep = strstr(x, "epoch:") ? "" : "      epoch: {period: 24h, first: 1}\n";
+    const char *l2 = strstr(x, "l2:") ? "" : "      l2: {submit: false}\n";
     snprintf(yaml, sizeof yaml,
              "node:\n  name: trn-test\n  data_dir: %s/data\n  log: {level: warn}\n"
              "  store: {sync: false}\n"
@@ -28,11 +32,11 @@ static inline int tt_start(struct th_node *n, const char *dir, const char *extra
              "plugins:\n"
              "  - name: trn\n    path: %s\n    config:\n"
              "      treasury: \"0x70997970C51812dc3A010C7d01b50e0d17dc79C8\"\n"
-             "      epoch: {period: 24h, first: 1}\n"
+             "%s"
              "      rates: {view_reward: \"10\", view_cost: \"0\", boost_fee: \"2\"}\n"
              "      gas: {per_operation: \"1\", l2_fee_per_tx: \"0\"}\n"
-             "      l2: {submit: false}\n%s",
-             dir, TRN_SO, extra ? extra : "");
+             "%s%s",
+             dir, TRN_SO, ep, l2, x);
     return th_node_start(n, dir, yaml);
 }
 
