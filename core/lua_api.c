@@ -407,21 +407,69 @@ struct rpc_job {
     int bad_params;
     char *result; /* malloc'd JSON */
     size_t rlen;
+    /* error({code = c, message = m, data = d}) raised by the method */
+    int ecode;
+    char *emsg, *edata; /* malloc'd */
 };
+
+/* Handler of the method's call: a table error with an integer `code` is kept as it is (an
+ * error meant for the client), anything else gets the usual message and traceback. */
+static int rpc_msgh(lua_State *L) {
+    if (lua_type(L, 1) == LUA_TTABLE) {
+        lua_pushliteral(L, "code");
+        int t = lua_rawget(L, 1);
+        lua_pop(L, 1);
+        if (t == LUA_TNUMBER) {
+            lua_settop(L, 1);
+            return 1;
+        }
+    }
+    return ado_lua_msgh(L);
+}
+
+/* Read the client error table at the top of the stack into j. Stack: unchanged. */
+static void rpc_client_error(lua_State *L, struct rpc_job *j) {
+    int t = lua_gettop(L);
+    lua_pushliteral(L, "code");
+    lua_rawget(L, t);
+    j->ecode = (int)lua_tointeger(L, -1);
+    if (j->ecode == 0)
+        j->ecode = -32000;
+    lua_pushliteral(L, "message");
+    const char *m = lua_rawget(L, t) == LUA_TSTRING ? lua_tostring(L, -1) : "error";
+    j->emsg = strdup(m);
+    lua_pushliteral(L, "data");
+    if (lua_rawget(L, t) != LUA_TNIL) {
+        size_t n;
+        const char *err;
+        j->edata = ado_lua_json_encode(L, -1, &n, &err);
+    }
+    lua_settop(L, t);
+    if (!j->emsg)
+        luaL_error(L, "not enough memory");
+}
 
 /* Protected: result = fn(decoded params), encoded into j->result. */
 static int rpc_p(lua_State *L) {
     struct rpc_job *j = lua_touserdata(L, 1);
+    lua_pushcfunction(L, rpc_msgh);
+    int h = lua_gettop(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, j->cb->ref);
     if (ado_lua_json_decode(L, j->params ? j->params : "null", j->params ? j->len : 4) != 0) {
         j->bad_params = 1;
         return 0;
     }
-    if (lua_touserdata(L, -1) != NULL && lua_type(L, -1) == LUA_TLIGHTUSERDATA) {
-        lua_pop(L, 1); /* params null: the function gets nil */
+    if (lua_type(L, -1) == LUA_TLIGHTUSERDATA) {
+        lua_pop(L, 1); /* params null (the only light userdata decode makes): pass nil */
         lua_pushnil(L);
     }
-    lua_call(L, 1, 1);
+    if (lua_pcall(L, 1, 1, h) != LUA_OK) {
+        if (lua_istable(L, -1)) {
+            rpc_client_error(L, j);
+            return 0;
+        }
+        return lua_error(L); /* message and traceback are already there */
+    }
     const char *err = NULL;
     j->result = ado_lua_json_encode(L, -1, &j->rlen, &err);
     if (!j->result)
@@ -454,18 +502,22 @@ static void rpc_cb(ado_ctx *ctx, ado_call *call, const char *params, size_t len,
         api()->rpc_error(call, -32601, "method not found", NULL);
         return;
     }
-    struct rpc_job j = {cb, params, len, 0, NULL, 0};
+    struct rpc_job j = {cb, params, len, 0, NULL, 0, 0, NULL, NULL};
     char *err = NULL;
     cb_enter(cb);
     int rc = ado_lua_run(cb->lp, rpc_p, &j, cb->what, &err);
     cb_leave(cb);
     if (rc == 0 && j.bad_params)
         api()->rpc_error(call, -32602, "invalid params: not JSON", NULL);
+    else if (rc == 0 && j.emsg)
+        api()->rpc_error(call, j.ecode, j.emsg, j.edata);
     else if (rc == 0)
         api()->rpc_reply(call, j.result, j.rlen);
     else
         api()->rpc_error(call, -32000, client_message(err ? err : "plugin error"), NULL);
     free(j.result);
+    free(j.emsg);
+    free(j.edata);
     free(err);
 }
 

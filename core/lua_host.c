@@ -186,11 +186,15 @@ static void budget_reset(struct ado_lua_plugin *lp) {
 
 /* ---- protected calls ------------------------------------------------------------------ */
 
-/* Message handler: the error message plus a traceback. Stack: [msg] -> [msg, traceback]. */
-static int msg_handler(lua_State *L) {
+/* Message handler: the error message plus a traceback. A message that already carries one
+ * (an error caught by a nested handler and raised again) is kept as it is.
+ * Stack: [msg] -> [msg, ..., traceback]. */
+int ado_lua_msgh(lua_State *L) {
     struct ado_lua_plugin *lp = ado_lua_of(L);
     lp->in_handler = 1;
     const char *msg = lua_tostring(L, 1);
+    if (msg && strstr(msg, "\nstack traceback:"))
+        return 1;
     if (!msg) {
         if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
             msg = lua_tostring(L, -1);
@@ -228,7 +232,7 @@ int ado_lua_run(struct ado_lua_plugin *lp, lua_CFunction fn, void *ud, const cha
         lp->oom_hit = 0;
         lp->oom_where[0] = '\0';
     }
-    lua_pushcfunction(L, msg_handler);
+    lua_pushcfunction(L, ado_lua_msgh);
     lua_pushcfunction(L, fn);
     lua_pushlightuserdata(L, ud);
     int rc = lua_pcall(L, 1, 0, top + 1);
@@ -247,7 +251,14 @@ int ado_lua_run(struct ado_lua_plugin *lp, lua_CFunction fn, void *ud, const cha
         full = strdup(buf);
     } else {
         const char *m = lua_tostring(L, -1);
-        full = strdup(m ? m : "(error object is not a string)");
+        if (m && lp->oom_hit && lp->oom_where[0] && strncmp(m, "not enough memory", 17) == 0) {
+            /* a memory error caught by a nested pcall and raised again as a string */
+            char buf[256];
+            snprintf(buf, sizeof buf, "%s: %s", lp->oom_where, m);
+            full = strdup(buf);
+        } else {
+            full = strdup(m ? m : "(error object is not a string)");
+        }
     }
     lua_settop(L, top);
     if (lp->depth == 1) {

@@ -88,6 +88,9 @@ ado_ctx *ado_lua_ctx(struct ado_lua_plugin *lp);
  * Returns 0 or ADO_EPLUGIN. */
 int ado_lua_run(struct ado_lua_plugin *lp, lua_CFunction fn, void *ud, const char *what,
                 char **errmsg);
+/* The message handler of ado_lua_run (for nested protected calls that want the same
+ * message): converts the error to a string and appends a traceback. */
+int ado_lua_msgh(lua_State *L);
 /* Push a copy of `s` (len bytes) and free(s), also when pushing raises (the error is then
  * re-raised). s NULL raises "not enough memory". Stack: +1. */
 void ado_lua_push_owned(lua_State *L, char *s, size_t len);

@@ -572,6 +572,9 @@ Test(lua, rpc_methods_reply_with_the_result_or_the_error_message) {
            "  ado.rpc('hello_fail', 'reader', 'fails', function(params)\n"
            "    error('no such account')\n"
            "  end)\n"
+           "  ado.rpc('hello_refuse', nil, 'refuses', function(params)\n"
+           "    error({code = -32602, message = 'bad name', data = {field = 'name'}})\n"
+           "  end)\n"
            "end }\n");
     node_up(l, "  - {name: rpc, path: DIR/rpc.lua}\n");
     if (l->rc_start != 0 && strstr(th_diag_text(&l->t), "ado.rpc"))
@@ -586,6 +589,11 @@ Test(lua, rpc_methods_reply_with_the_result_or_the_error_message) {
     r = call(l, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"hello_fail\"}", &a);
     cr_assert(strstr(r, "-32000") && strstr(r, "\"no such account\""), "%s", r);
     cr_assert_null(strstr(r, "traceback"), "%s", r);
+    cr_assert_eq(plugin(l, "rpc")->failures_total, 1);
+    r = call(l, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"hello_refuse\"}", &a);
+    cr_assert(strstr(r, "-32602") && strstr(r, "\"bad name\"") && strstr(r, "\"field\":\"name\""),
+              "%s", r);
+    cr_assert_eq(plugin(l, "rpc")->failures_total, 1, "a client error is not counted");
     ln_free(l);
 }
 
@@ -667,7 +675,8 @@ Test(lua, the_hello_example_loads_greets_and_answers) {
                          &a);
     cr_assert(strstr(r, "hey, ann!"), "%s", r);
     r = call(l, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"hello_greet\",\"params\":[]}", &a);
-    cr_assert(strstr(r, "\"params.name (a string) is required\""), "%s", r);
+    cr_assert(strstr(r, "-32602") && strstr(r, "\"params.name (a string) is required\""), "%s", r);
+    cr_assert_eq(plugin(l, "hello")->failures_total, 0, "a client error is not the plugin's");
     ln_free(l);
 }
 

@@ -79,10 +79,12 @@ return {
     end)
 
     -- Clients call it as {"method": "hello_greet", "params": {"name": "ann"}}. The table
-    -- returned is the JSON result; error("...") answers with code -32000 and that message.
+    -- returned is the JSON result. Any error raised answers code -32000 with its message and
+    -- counts as a failure of the plugin; a table error {code = ..., message = ..., data = ...}
+    -- is the client's fault: it is answered as given and not counted.
     ado.rpc("hello_greet", "reader", "greet someone by name", function(params)
       if type(params) ~= "table" or type(params.name) ~= "string" then
-        error("params.name (a string) is required", 0)
+        error({code = -32602, message = "params.name (a string) is required"})
       end
       return {text = greet(params.name), count = count}
     end)
