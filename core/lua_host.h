@@ -13,7 +13,14 @@
  * string, table, math, utf8, coroutine; no io, os, package, debug. A custom allocator caps
  * its memory and a count hook caps the instructions of each call into it; an error,
  * a runaway loop or a memory bomb is reported with script:line and counted against the
- * plugin's breaker; the node goes on. The global `ado` table is its API (see docs). */
+ * plugin's breaker; the node goes on. The global `ado` table is its API (see
+ * docs/plugin-guide-lua.md).
+ * Added notes: setmetatable refuses __gc (Lua runs finalizers with hooks off, so they could
+ * outrun the budget); collectgarbage takes "collect", "count", "step", "isrunning" only;
+ * print goes to the log. The implementation is split into lua_host.c (states, limits,
+ * descriptor, reload), lua_api.c (`ado`), lua_json.c and lua_schema.c, sharing lua_priv.h.
+ * ado_lua_load's diag messages are "script:LINE: message" (or "script: message"); the loader
+ * prefixes them with the entry's position and the plugin's name. */
 #ifndef ADO_CORE_LUA_HOST_H
 #define ADO_CORE_LUA_HOST_H
 
