@@ -291,3 +291,57 @@ Test(trn_epoch, a_reconciliation_mismatch_stops_settlement_and_degrades_the_plug
     cr_assert_eq(tt_err(&node, "trn_epoch", "{\"epoch\":2}"), 1005);
     json_decref(tt_ok(&node, "trn_view", "{\"content\":\"c0\",\"viewer\":\"" BOB "\"}"));
 }
+
+/* The tree of a stored epoch is the one @openzeppelin/merkle-tree builds: the published data
+ * is decompressed and decoded in Node (tests/oz/rebuild.mjs), StandardMerkleTree.of() gives
+ * the same root and the same proofs as trn_epoch / trn_proof, and the same dataHash. */
+Test(trn_epoch, the_openzeppelin_library_rebuilds_the_same_tree_from_the_published_data) {
+    if (system("node --version >/dev/null 2>&1") != 0)
+        cr_skip_test("node is not installed");
+    const char *oz = ADO_SOURCE_DIR "/plugins/trn_oracle/tests/oz";
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "cd %s && (test -d node_modules/@openzeppelin/merkle-tree || "
+             "npm ci --no-audit --no-fund --loglevel=error) >/dev/null 2>&1",
+             oz);
+    cr_assert_eq(system(cmd), 0, "npm ci in %s", oz);
+    start("      l2: {submit: false, chunk_size: 2KiB}\n");
+    populate(60);
+    json_t *c = tt_ok(&node, "trn_closeEpoch", "{}");
+    json_t *d = tt_ok(&node, "trn_epochData", "{\"epoch\":1}");
+    json_t *accounts = json_array();
+    char a[3][43];
+    for (int i = 0; i < 3; i++) {
+        addr_of(i * 17, a[i]);
+        json_array_append_new(accounts, json_string(a[i]));
+    }
+    json_object_set_new(d, "accounts", accounts);
+    char path[600], out[600];
+    snprintf(path, sizeof path, "%s/epoch.json", dir);
+    snprintf(out, sizeof out, "%s/oz.json", dir);
+    cr_assert_eq(json_dump_file(d, path, 0), 0);
+    snprintf(cmd, sizeof cmd, "node %s/rebuild.mjs < %s > %s", oz, path, out);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    json_t *r = json_load_file(out, 0, NULL);
+    cr_assert(r, "oz output");
+    cr_assert_str_eq(tt_str(r, "root"), tt_str(c, "root"));
+    cr_assert_str_eq(tt_str(r, "dataHash"), tt_str(c, "data_hash"));
+    cr_assert_str_eq(tt_str(r, "total"), tt_str(c, "total"));
+    cr_assert_eq(json_integer_value(json_object_get(r, "leaves")), 60);
+    cr_assert_eq(json_integer_value(json_object_get(r, "ops")),
+                 json_integer_value(json_object_get(c, "ops")));
+    for (int i = 0; i < 3; i++) {
+        char p[200];
+        snprintf(p, sizeof p, "{\"epoch\":1,\"account\":\"%s\"}", a[i]);
+        json_t *mine = tt_ok(&node, "trn_proof", p);
+        json_t *theirs = json_object_get(json_object_get(r, "proofs"), a[i]);
+        cr_assert(theirs, "OZ has %s", a[i]);
+        cr_assert_str_eq(tt_str(mine, "amount"), tt_str(theirs, "amount"));
+        cr_assert(json_equal(json_object_get(mine, "proof"), json_object_get(theirs, "proof")),
+                  "proof of %s", a[i]);
+        json_decref(mine);
+    }
+    json_decref(r);
+    json_decref(d);
+    json_decref(c);
+}
