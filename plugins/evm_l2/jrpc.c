@@ -560,7 +560,7 @@ static void call_done(void *arg, int status, const char *body, size_t len) {
         cl.cb(cl.arg, status, NULL, NULL);
         return;
     }
-    json_t *resp = json_loadb(body, len, 0, NULL);
+    json_t *resp = json_loadb(body, len, JSON_ALLOW_NUL, NULL);
     json_t *err = resp ? json_object_get(resp, "error") : NULL;
     json_t *res = resp ? json_object_get(resp, "result") : NULL;
     if (err && !json_is_null(err))

@@ -491,7 +491,7 @@ static void on_bcast(void *arg, int status, const char *body, size_t len) {
         }
         goto out;
     }
-    json_t *arr = json_loadb(body, len, 0, NULL);
+    json_t *arr = json_loadb(body, len, JSON_ALLOW_NUL, NULL);
     size_t i;
     json_t *r;
     json_array_foreach(arr, i, r) {
@@ -1002,7 +1002,7 @@ static void on_tick_reply(void *arg, int status, const char *body, size_t len) {
         tick_free(k);
         return;
     }
-    json_t *arr = json_loadb(body, len, 0, NULL);
+    json_t *arr = json_loadb(body, len, JSON_ALLOW_NUL, NULL);
     size_t nid = ID_RCPT0 + k->n;
     json_t **by_id = calloc(nid, sizeof *by_id);
     if (!arr || !json_is_array(arr) || !by_id) {

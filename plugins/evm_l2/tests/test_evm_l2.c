@@ -1,0 +1,326 @@
+/* evm_l2 against real anvil processes.
+ *
+ * The kernel's bridge core is still a placeholder in this tree (a config with bridge peers
+ * is refused), so these tests stand in for it: a real in-process node loads evm_l2.so, and
+ * the plugin gets the kernel's api table with the five bridge entries replaced by a test
+ * bridge that records the transport's ops, acks, failures and peer states. The tests then
+ * drive the transport exactly as the core will: peer_open, send (again after a restart, as
+ * the outbox re-delivers unacked messages), query. Everything else is real: the node's loop,
+ * store (LMDB), bus, timers; anvil; the contracts deployed by contracts/scripts/deploy.mjs.
+ * Anvil runs with automine off after the deployment and the tests mine blocks themselves. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <ado_eth/abi.h>
+#include <ado_eth/common.h>
+
+#include "anvil.h"
+#include "bus.h"
+#include "evm_l2.h"
+#include "harness.h"
+
+#define PLUGIN_SO  ADO_BUILD_DIR "/plugins/evm_l2.so"
+#define SUBMIT_SIG "submitRoot(uint64,bytes32,uint256,bytes32,uint32)"
+#define ROOT_SUBMITTED                                                                             \
+    "RootSubmitted(uint64 indexed epoch, uint32 attempt, bytes32 root, uint256 total, "            \
+    "bytes32 dataHash, uint32 chunkCount)"
+#define EMPTY_HASH "0xc5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
+
+/* ---- the test bridge ---------------------------------------------------------------------- */
+
+struct tb {
+    struct ado_api api;
+    const struct ado_transport *ops;
+    void *arg;
+    uint64_t acked[256];
+    size_t nacked;
+    uint64_t failed[64];
+    char fail_reason[64][400];
+    size_t nfailed;
+    int up;
+    char reason[400];
+    int (*real_init)(ado_ctx *, const struct ado_api *, void **);
+    struct ado_plugin_desc desc;
+    char events[16][2048];
+    size_t nevents;
+};
+
+static struct tb *TB; /* the api callbacks carry no argument of their own */
+
+static int tb_register(ado_ctx *ctx, const char *name, const struct ado_transport *ops, void *arg) {
+    (void)ctx;
+    cr_assert_str_eq(name, "evm_l2");
+    TB->ops = ops;
+    TB->arg = arg;
+    return 0;
+}
+
+static void tb_acked(ado_ctx *ctx, const char *peer, uint64_t seq) {
+    (void)ctx, (void)peer;
+    if (TB->nacked < 256)
+        TB->acked[TB->nacked++] = seq;
+}
+
+static void tb_failed(ado_ctx *ctx, const char *peer, uint64_t seq, const char *reason) {
+    (void)ctx, (void)peer;
+    if (TB->nfailed < 64) {
+        snprintf(TB->fail_reason[TB->nfailed], 400, "%s", reason ? reason : "");
+        TB->failed[TB->nfailed++] = seq;
+    }
+}
+
+static void tb_state(ado_ctx *ctx, const char *peer, int up, const char *reason) {
+    (void)ctx, (void)peer;
+    TB->up = up;
+    snprintf(TB->reason, sizeof TB->reason, "%s", reason ? reason : "");
+}
+
+static int tb_init(ado_ctx *ctx, const struct ado_api *api, void **state) {
+    TB->api = *api;
+    TB->api.bridge_transport_register = tb_register;
+    TB->api.bridge_acked = tb_acked;
+    TB->api.bridge_failed = tb_failed;
+    TB->api.bridge_peer_state = tb_state;
+    return TB->real_init(ctx, &TB->api, state);
+}
+
+static int on_event(void *arg, const char *topic, const void *data, size_t len) {
+    (void)arg, (void)topic;
+    if (TB->nevents < 16)
+        snprintf(TB->events[TB->nevents++], 2048, "%.*s", (int)len, (const char *)data);
+    return 0;
+}
+
+/* Start a node whose only plugin is evm_l2 with `plugin_cfg` (YAML flow map text). */
+static int node_start(struct th_node *t, const char *dir, const char *plugin_cfg) {
+    memset(t, 0, sizeof *t);
+    ado_diag_init(&t->diag);
+    t->dir = strdup(dir);
+    uv_loop_init(&t->loop);
+    char yaml[4096];
+    snprintf(
+        yaml, sizeof yaml,
+        "node:\n  name: l3\n  data_dir: %s/data\n  rpc: {listen: \"off\"}\n  log: {level: debug}\n"
+        "plugins:\n  - name: evm_l2\n    path: %s\n    config: %s\n",
+        dir, PLUGIN_SO, plugin_cfg);
+    char *path = th_write(dir, "chain.yaml", yaml);
+    int rc = ado_config_load(path, &t->cfg, &t->diag);
+    free(path);
+    if (rc < 0)
+        return rc;
+    t->node = ado_node_new(&t->loop);
+    t->node->log.level = t->cfg->log_level;
+    rc = ado_node_load(t->node, t->cfg, &t->diag);
+    if (rc < 0)
+        return rc;
+    struct ado_plugin *p = t->node->plugins[0];
+    TB->desc = *p->desc;
+    TB->real_init = TB->desc.init;
+    TB->desc.init = tb_init;
+    p->desc = &TB->desc;
+    rc = ado_node_start(t->node, &t->diag);
+    t->started = 1;
+    if (rc == 0) {
+        uint64_t id;
+        ado_bus_subscribe(t->node->bus, "bridge.in.l2.>", NULL, on_event, NULL, &id);
+    }
+    return rc;
+}
+
+/* ---- fixtures ----------------------------------------------------------------------------- */
+
+struct fx {
+    struct anvil a;
+    struct th_node t;
+    char *dir;
+    char settlement[64];
+    char options[2048];
+    uint64_t n0; /* the account's nonce after the deployment */
+};
+
+static int fx_peer_up(void *arg) {
+    (void)arg;
+    return TB->up;
+}
+
+static struct evm_peer *fx_peer(void) {
+    return ((struct evm *)TB->arg)->peers;
+}
+
+/* anvil (automine for the deployment, then manual), contracts deployed by key 0. */
+static void fx_anvil(struct fx *f, const char *anvil_args) {
+    memset(f, 0, sizeof *f);
+    TB = calloc(1, sizeof *TB);
+    f->dir = th_tmpdir();
+    cr_assert_eq(anvil_start(&f->a, anvil_args, 0), 0, "anvil did not start");
+    json_t *d = anvil_deploy(&f->a, ANVIL_KEY0);
+    cr_assert(d, "deploy.mjs failed");
+    snprintf(f->settlement, sizeof f->settlement, "%s",
+             json_string_value(json_object_get(d, "settlement")));
+    json_decref(d);
+    json_decref(anvil_rpc(&f->a, "evm_setAutomine", json_pack("[b]", 0), NULL));
+    f->n0 = anvil_u64(&f->a, "eth_getTransactionCount", json_pack("[s,s]", ANVIL_ADDR0, "latest"));
+}
+
+static const char *fx_cfg(struct fx *f, const char *extra) {
+    static char cfg[2048];
+    snprintf(cfg, sizeof cfg,
+             "{chain_id: 31337, key: \"0x%s\", confirmations: 2, poll_interval: 50ms, "
+             "contracts: {settlement: \"%s\"}, "
+             "calls: {submit: {to: settlement, signature: \"" SUBMIT_SIG "\"}}%s%s}",
+             ANVIL_KEY0, f->settlement, extra ? ", " : "", extra ? extra : "");
+    return cfg;
+}
+
+static void fx_node(struct fx *f, const char *extra) {
+    int rc = node_start(&f->t, f->dir, fx_cfg(f, extra));
+    cr_assert_eq(rc, 0, "node start: %s", th_diag_text(&f->t));
+    cr_assert(TB->ops, "transport registered");
+}
+
+static void fx_open(struct fx *f, const char *options) {
+    cr_assert_eq(TB->ops->peer_open(TB->arg, "l2", "L2", f->a.url, "", options ? options : "{}"),
+                 0);
+    cr_assert(th_run_until(&f->t.loop, fx_peer_up, NULL, 10000), "peer up: %s", TB->reason);
+}
+
+static void fx_stop_node(struct fx *f) {
+    if (f->t.node)
+        th_node_stop(&f->t);
+}
+
+static void fx_done(struct fx *f) {
+    fx_stop_node(f);
+    anvil_stop(&f->a);
+    th_rmrf(f->dir);
+    free(f->dir);
+    free(TB);
+    TB = NULL;
+}
+
+/* submitRoot(epoch, root, total, EMPTY_HASH, 0) through the call alias. */
+static int send_submit(uint64_t seq, uint64_t epoch) {
+    char payload[512];
+    snprintf(payload, sizeof payload,
+             "{\"call\":\"submit\",\"args\":[%llu,\"0x%064llx\",\"1000\",\"" EMPTY_HASH "\",0]}",
+             (unsigned long long)epoch, (unsigned long long)epoch + 1);
+    struct ado_bridge_msg m = {
+        .origin = "l3", .seq = seq, .topic = "settle", .payload = payload, .len = strlen(payload)};
+    return TB->ops->send(TB->arg, "l2", &m);
+}
+
+static uint64_t next_epoch(struct fx *f) {
+    uint8_t sel[4];
+    char data[16] = "0x";
+    ado_abi_selector("nextEpoch()", sel, NULL);
+    ado_eth_hex_encode(sel, 4, data + 2);
+    json_t *r =
+        anvil_rpc(&f->a, "eth_call",
+                  json_pack("[{s:s,s:s},s]", "to", f->settlement, "data", data, "latest"), NULL);
+    uint64_t v = r ? strtoull(json_string_value(r) + 2, NULL, 16) : (uint64_t)-1;
+    json_decref(r);
+    return v;
+}
+
+static uint64_t pool_nonce(struct fx *f) {
+    return anvil_u64(&f->a, "eth_getTransactionCount", json_pack("[s,s]", ANVIL_ADDR0, "pending"));
+}
+
+static uint64_t mined_nonce(struct fx *f) {
+    return anvil_u64(&f->a, "eth_getTransactionCount", json_pack("[s,s]", ANVIL_ADDR0, "latest"));
+}
+
+struct wait_n {
+    struct fx *f;
+    size_t n;
+    uint64_t nonce;
+};
+
+static int acked_n(void *arg) {
+    return TB->nacked >= ((struct wait_n *)arg)->n;
+}
+
+static int failed_n(void *arg) {
+    return TB->nfailed >= ((struct wait_n *)arg)->n;
+}
+
+static int pool_has(void *arg) {
+    struct wait_n *w = arg;
+    return pool_nonce(w->f) >= w->nonce;
+}
+
+static int peer_head_at_least(void *arg) {
+    struct wait_n *w = arg;
+    return fx_peer()->head >= w->nonce;
+}
+
+/* Mine one block at a time until `n` acks (or failures) arrived. */
+static int mine_until(struct fx *f, int (*cond)(void *), size_t n, int max_blocks) {
+    struct wait_n w = {f, n, 0};
+    for (int i = 0; i < max_blocks && !cond(&w); i++) {
+        uint64_t h = anvil_u64(&f->a, "eth_blockNumber", NULL);
+        anvil_mine(&f->a, 1);
+        struct wait_n hw = {f, 0, h + 1};
+        th_run_until(&f->t.loop, peer_head_at_least, &hw, 3000);
+        th_run_until(&f->t.loop, cond, &w, 200);
+    }
+    return cond(&w);
+}
+
+/* ---- tests -------------------------------------------------------------------------------- */
+
+Test(evm_l2, call_through_the_bridge_is_signed_mined_and_acked_after_confirmations, .timeout = 60) {
+    struct fx f;
+    fx_anvil(&f, NULL);
+    fx_node(&f, NULL);
+    fx_open(&f, NULL);
+    cr_assert_eq(send_submit(1, 0), 0);
+    struct wait_n w = {&f, 0, f.n0 + 1};
+    cr_assert(th_run_until(&f.t.loop, pool_has, &w, 5000), "tx reached anvil's pool");
+    /* The tx anvil holds was signed by the plugin's key: anvil recovered the sender. */
+    struct evm_tx *t = fx_peer()->txs;
+    cr_assert(t);
+    json_t *tx = anvil_rpc(&f.a, "eth_getTransactionByHash", json_pack("[s]", t->hashes[0]), NULL);
+    cr_assert_str_eq(json_string_value(json_object_get(tx, "from")),
+                     "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266");
+    cr_assert_str_eq(json_string_value(json_object_get(tx, "type")), "0x2");
+    json_decref(tx);
+    /* One block: mined, one confirmation, not acked yet (confirmations: 2). */
+    anvil_mine(&f.a, 1);
+    struct wait_n hw = {&f, 0, anvil_u64(&f.a, "eth_blockNumber", NULL)};
+    cr_assert(th_run_until(&f.t.loop, peer_head_at_least, &hw, 3000));
+    th_run_until(&f.t.loop, acked_n, &(struct wait_n){&f, 1, 0}, 300);
+    cr_assert_eq(TB->nacked, 0, "acked with one confirmation");
+    cr_assert_eq(next_epoch(&f), 1, "applied on L2");
+    cr_assert(mine_until(&f, acked_n, 1, 3));
+    cr_assert_eq(TB->acked[0], 1);
+    cr_assert_eq(TB->nfailed, 0);
+    cr_assert_eq(fx_peer()->ntx, 0);
+    /* A read-only query goes to the L2 node as is. */
+    fx_done(&f);
+}
+
+Test(evm_l2, reverted_call_fails_with_its_reason_and_frees_the_nonce_order, .timeout = 60) {
+    struct fx f;
+    fx_anvil(&f, NULL);
+    fx_node(&f, NULL);
+    fx_open(&f, NULL);
+    uint64_t n0 = mined_nonce(&f);
+    cr_assert_eq(send_submit(1, 5), 0); /* epoch 5 while the contract expects 0 */
+    struct wait_n w = {&f, 0, f.n0 + 1};
+    cr_assert(th_run_until(&f.t.loop, pool_has, &w, 5000));
+    cr_assert(mine_until(&f, failed_n, 1, 5), "failure reported");
+    cr_assert_eq(TB->failed[0], 1);
+    cr_assert(strstr(TB->fail_reason[0], "reverted"), "%s", TB->fail_reason[0]);
+    /* EpochOutOfOrder(uint64,uint64) selector */
+    cr_assert(strstr(TB->fail_reason[0], "custom error 0x"), "%s", TB->fail_reason[0]);
+    cr_assert_eq(TB->nacked, 0);
+    /* The next message uses the next nonce and goes through. */
+    cr_assert_eq(send_submit(2, 0), 0);
+    cr_assert(mine_until(&f, acked_n, 1, 5));
+    cr_assert_eq(mined_nonce(&f), n0 + 2, "one tx each, no retry of the reverted nonce");
+    cr_assert_eq(next_epoch(&f), 1);
+    fx_done(&f);
+}
