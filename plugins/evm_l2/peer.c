@@ -820,6 +820,7 @@ static void replace_stuck(struct evm_peer *p, struct evm_tx *t, uint64_t now) {
     t->broadcast = 0;
     t->sent_ms = now;
     evm_metric(p, "evm_l2_txs_replaced_total", 1);
+    p->n_replaced++;
     p->e->api->log(p->e->ctx, ADO_LOG_INFO,
                    "peer %s nonce %" PRIu64 " stuck: replaced by %s with higher fees", p->name,
                    t->nonce, t->hashes[t->nhash - 1]);
@@ -835,6 +836,7 @@ static void tx_update(struct evm_peer *p, struct evm_tx *t, json_t *r, uint64_t 
             t->have_rcpt = 0;
             t->broadcast = 0;
             evm_metric(p, "evm_l2_reorgs_total", 1);
+            p->n_reorgs++;
             p->e->api->log(p->e->ctx, ADO_LOG_WARN,
                            "peer %s nonce %" PRIu64 ": receipt gone (reorg), re-sending", p->name,
                            t->nonce);
@@ -852,6 +854,7 @@ static void tx_update(struct evm_peer *p, struct evm_tx *t, json_t *r, uint64_t 
         return; /* pending receipt or malformed: look again next tick */
     if (t->have_rcpt && (t->rcpt_block != blk || strcmp(t->rcpt_block_hash, bh) != 0)) {
         evm_metric(p, "evm_l2_reorgs_total", 1);
+        p->n_reorgs++;
         p->e->api->log(p->e->ctx, ADO_LOG_WARN,
                        "peer %s nonce %" PRIu64 ": now in block %" PRIu64 " (reorg)", p->name,
                        t->nonce, blk);
@@ -1228,9 +1231,11 @@ json_t *evm_peer_status(struct evm_peer *p) {
                                              "nonce", (json_int_t)t->nonce, "hash",
                                              t->hashes[t->nhash - 1], "hashes", t->nhash, "mined",
                                              t->have_rcpt, "block", (json_int_t)t->rcpt_block));
-    return json_pack("{s:s,s:s,s:b,s:s,s:I,s:I,s:s,s:I,s:I,s:s,s:s,s:o}", "peer", p->name, "url",
-                     p->url, "up", p->up, "reason", p->reason, "chain_id", (json_int_t)p->chain_id,
-                     "remote_chain_id", (json_int_t)p->remote_chain_id, "account", p->addr_hex,
-                     "next_nonce", (json_int_t)p->next_nonce, "head", (json_int_t)p->head,
-                     "base_fee", fee, "priority_fee", prio, "inflight", txs);
+    return json_pack("{s:s,s:s,s:b,s:s,s:I,s:I,s:s,s:I,s:I,s:I,s:I,s:s,s:s,s:o}", "peer", p->name,
+                     "url", p->url, "up", p->up, "reason", p->reason, "chain_id",
+                     (json_int_t)p->chain_id, "remote_chain_id", (json_int_t)p->remote_chain_id,
+                     "account", p->addr_hex, "next_nonce", (json_int_t)p->next_nonce, "head",
+                     (json_int_t)p->head, "reorgs", (json_int_t)p->n_reorgs, "replaced",
+                     (json_int_t)p->n_replaced, "base_fee", fee, "priority_fee", prio, "inflight",
+                     txs);
 }

@@ -102,7 +102,7 @@ static int node_start(struct th_node *t, const char *dir, const char *plugin_cfg
     char yaml[4096];
     snprintf(
         yaml, sizeof yaml,
-        "node:\n  name: l3\n  data_dir: %s/data\n  rpc: {listen: \"off\"}\n  log: {level: debug}\n"
+        "node:\n  name: l3\n  data_dir: %s/data\n  rpc: {listen: \"off\"}\n  log: {level: warn}\n"
         "plugins:\n  - name: evm_l2\n    path: %s\n    config: %s\n",
         dir, PLUGIN_SO, plugin_cfg);
     char *path = th_write(dir, "chain.yaml", yaml);
@@ -298,7 +298,8 @@ Test(evm_l2, call_through_the_bridge_is_signed_mined_and_acked_after_confirmatio
     cr_assert_eq(TB->acked[0], 1);
     cr_assert_eq(TB->nfailed, 0);
     cr_assert_eq(fx_peer()->ntx, 0);
-    /* A read-only query goes to the L2 node as is. */
+    cr_assert_eq(mined_nonce(&f), f.n0 + 1);
+    /* A re-send of an acked seq after the ack is a new message for the core; not tested. */
     fx_done(&f);
 }
 
@@ -322,5 +323,257 @@ Test(evm_l2, reverted_call_fails_with_its_reason_and_frees_the_nonce_order, .tim
     cr_assert(mine_until(&f, acked_n, 1, 5));
     cr_assert_eq(mined_nonce(&f), n0 + 2, "one tx each, no retry of the reverted nonce");
     cr_assert_eq(next_epoch(&f), 1);
+    fx_done(&f);
+}
+
+static int mined_cond(void *arg) {
+    (void)arg;
+    return fx_peer()->txs && fx_peer()->txs->have_rcpt;
+}
+
+static int reorged(void *arg) {
+    (void)arg;
+    return fx_peer()->n_reorgs > 0;
+}
+
+static int replaced(void *arg) {
+    (void)arg;
+    return fx_peer()->n_replaced > 0;
+}
+
+static int peer_down(void *arg) {
+    (void)arg;
+    return !TB->up;
+}
+
+static int events_n(void *arg) {
+    return TB->nevents >= ((struct wait_n *)arg)->n;
+}
+
+Test(evm_l2, reorg_that_drops_the_receipt_sends_the_tx_again, .timeout = 60) {
+    struct fx f;
+    fx_anvil(&f, NULL);
+    fx_node(&f, NULL);
+    fx_open(&f, NULL);
+    json_t *snap = anvil_rpc(&f.a, "evm_snapshot", NULL, NULL);
+    cr_assert(snap);
+    cr_assert_eq(send_submit(1, 0), 0);
+    struct wait_n w = {&f, 0, f.n0 + 1};
+    cr_assert(th_run_until(&f.t.loop, pool_has, &w, 5000));
+    anvil_mine(&f.a, 1);
+    cr_assert(th_run_until(&f.t.loop, mined_cond, NULL, 5000), "receipt seen");
+    cr_assert_eq(TB->nacked, 0, "one confirmation only");
+    /* The block goes away, and with it the receipt. */
+    json_t *ok = anvil_rpc(&f.a, "evm_revert", json_pack("[O]", snap), NULL);
+    cr_assert(json_is_true(ok));
+    json_decref(ok);
+    json_decref(snap);
+    cr_assert_eq(next_epoch(&f), 0);
+    cr_assert(th_run_until(&f.t.loop, reorged, NULL, 5000), "reorg noticed");
+    cr_assert(mine_until(&f, acked_n, 1, 6), "acked after the re-send");
+    cr_assert_eq(next_epoch(&f), 1, "applied once");
+    cr_assert_eq(mined_nonce(&f), f.n0 + 1);
+    cr_assert_eq(TB->nfailed, 0);
+    fx_done(&f);
+}
+
+Test(evm_l2, stuck_tx_is_replaced_with_higher_fees_and_the_same_nonce, .timeout = 60) {
+    struct fx f;
+    fx_anvil(&f, NULL);
+    fx_node(&f, "stuck_timeout: 300ms");
+    fx_open(&f, NULL);
+    cr_assert_eq(send_submit(1, 0), 0);
+    struct wait_n w = {&f, 0, f.n0 + 1};
+    cr_assert(th_run_until(&f.t.loop, pool_has, &w, 5000));
+    cr_assert(th_run_until(&f.t.loop, replaced, NULL, 5000), "replacement sent");
+    struct evm_tx *t = fx_peer()->txs;
+    cr_assert(t && t->nhash >= 2);
+    char first[EVM_HASH_HEX], last[EVM_HASH_HEX];
+    memcpy(first, t->hashes[0], EVM_HASH_HEX);
+    /* Let the replacement reach anvil before mining. */
+    th_run_until(&f.t.loop, peer_down, NULL, 300);
+    memcpy(last, t->hashes[t->nhash - 1], EVM_HASH_HEX);
+    cr_assert(mine_until(&f, acked_n, 1, 6));
+    cr_assert_eq(mined_nonce(&f), f.n0 + 1, "one transaction for the nonce");
+    cr_assert_eq(next_epoch(&f), 1);
+    json_t *r1 = anvil_rpc(&f.a, "eth_getTransactionReceipt", json_pack("[s]", first), NULL);
+    cr_assert(!r1 || json_is_null(r1), "the first version was not mined");
+    json_decref(r1);
+    (void)last;
+    fx_done(&f);
+}
+
+Test(evm_l2, l2_event_is_decoded_and_published_once_on_the_bus, .timeout = 60) {
+    struct fx f;
+    fx_anvil(&f, NULL);
+    fx_node(&f, "events: [{contract: settlement, signature: \"" ROOT_SUBMITTED "\"}]");
+    fx_open(&f, NULL);
+    cr_assert_eq(send_submit(1, 0), 0);
+    cr_assert(mine_until(&f, acked_n, 1, 6));
+    struct wait_n w = {&f, 1, 0};
+    cr_assert(mine_until(&f, events_n, 1, 3), "event published");
+    json_t *ev = json_loads(TB->events[0], 0, NULL);
+    cr_assert(ev, "%s", TB->events[0]);
+    cr_assert_str_eq(json_string_value(json_object_get(ev, "event")), "RootSubmitted");
+    json_t *args = json_object_get(ev, "args");
+    cr_assert_str_eq(json_string_value(json_object_get(args, "epoch")), "0", "%s", TB->events[0]);
+    cr_assert_str_eq(json_string_value(json_object_get(args, "attempt")), "1");
+    cr_assert_str_eq(json_string_value(json_object_get(args, "total")), "1000");
+    cr_assert_str_eq(json_string_value(json_object_get(args, "root")),
+                     "0x0000000000000000000000000000000000000000000000000000000000000001");
+    cr_assert_str_eq(json_string_value(json_object_get(ev, "contract")), f.settlement);
+    json_decref(ev);
+    /* More blocks: no second publication. */
+    anvil_mine(&f.a, 3);
+    w.n = 2;
+    th_run_until(&f.t.loop, events_n, &w, 500);
+    cr_assert_eq(TB->nevents, 1);
+    fx_done(&f);
+}
+
+Test(evm_l2, chain_id_mismatch_keeps_the_peer_down_and_refuses_to_send, .timeout = 60) {
+    struct fx f;
+    fx_anvil(&f, NULL);
+    fx_node(&f, NULL);
+    cr_assert_eq(TB->ops->peer_open(TB->arg, "l2", "L2", f.a.url, "", "{\"chain_id\": 999}"), 0);
+    th_run_until(&f.t.loop, fx_peer_up, NULL, 1000);
+    cr_assert_eq(TB->up, 0);
+    cr_assert(strstr(TB->reason, "chain id mismatch"), "%s", TB->reason);
+    cr_assert(strstr(TB->reason, "31337"), "%s", TB->reason);
+    cr_assert_lt(send_submit(1, 0), 0);
+    cr_assert_eq(pool_nonce(&f), f.n0);
+    fx_done(&f);
+}
+
+Test(evm_l2, key_file_readable_by_others_is_refused, .timeout = 60) {
+    struct fx f;
+    memset(&f, 0, sizeof f);
+    TB = calloc(1, sizeof *TB);
+    f.dir = th_tmpdir();
+    char *kf = th_write(f.dir, "l2.key", "0x" ANVIL_KEY0 "\n");
+    chmod(kf, 0644);
+    char cfg[1024];
+    snprintf(cfg, sizeof cfg, "{chain_id: 31337, key_file: \"%s\"}", kf);
+    cr_assert_neq(node_start(&f.t, f.dir, cfg), 0, "node must refuse the key file");
+    th_node_stop(&f.t);
+    chmod(kf, 0600);
+    free(TB);
+    TB = calloc(1, sizeof *TB);
+    cr_assert_eq(node_start(&f.t, f.dir, cfg), 0, "%s", th_diag_text(&f.t));
+    /* Per-peer key files are checked when the peer opens. */
+    chmod(kf, 0640);
+    char opt[600];
+    snprintf(opt, sizeof opt, "{\"key_file\": \"%s\"}", kf);
+    cr_assert_eq(TB->ops->peer_open(TB->arg, "l2", "L2", "http://127.0.0.1:1", "", opt),
+                 ADO_ECONFIG);
+    cr_assert(strstr(TB->reason, "chmod 600"), "%s", TB->reason);
+    cr_assert(!strstr(TB->reason, ANVIL_KEY0));
+    free(kf);
+    fx_done(&f);
+}
+
+struct qres {
+    int done, status;
+    char resp[512];
+};
+
+static void on_q(void *arg, int status, const char *response) {
+    struct qres *q = arg;
+    q->done = 1;
+    q->status = status;
+    snprintf(q->resp, sizeof q->resp, "%s", response ? response : "");
+}
+
+static int q_done(void *arg) {
+    return ((struct qres *)arg)->done;
+}
+
+Test(evm_l2, query_forwards_read_only_requests_and_refuses_sending_ones, .timeout = 60) {
+    struct fx f;
+    fx_anvil(&f, NULL);
+    fx_node(&f, NULL);
+    fx_open(&f, NULL);
+    struct qres q = {0};
+    const char *req = "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"eth_chainId\",\"params\":[]}";
+    cr_assert_eq(TB->ops->query(TB->arg, "l2", req, strlen(req), 5000, on_q, &q), 0);
+    cr_assert(th_run_until(&f.t.loop, q_done, &q, 5000));
+    cr_assert_eq(q.status, 0);
+    cr_assert(strstr(q.resp, "\"0x7a69\"") && strstr(q.resp, "\"id\":7"), "%s", q.resp);
+    const char *bad = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"eth_sendRawTransaction\","
+                      "\"params\":[\"0x00\"]}";
+    cr_assert_eq(TB->ops->query(TB->arg, "l2", bad, strlen(bad), 5000, on_q, &q), ADO_EPERM);
+    fx_done(&f);
+}
+
+Test(evm_l2, anvil_killed_and_restarted_then_the_message_is_delivered, .timeout = 90) {
+    struct fx f;
+    memset(&f, 0, sizeof f);
+    char *dir = th_tmpdir();
+    char args[600];
+    snprintf(args, sizeof args, "--state %s/anvil-state.json", dir);
+    fx_anvil(&f, args);
+    th_rmrf(f.dir);
+    free(f.dir);
+    f.dir = dir;
+    fx_node(&f, NULL);
+    fx_open(&f, NULL);
+    cr_assert_eq(send_submit(1, 0), 0);
+    struct wait_n w = {&f, 0, f.n0 + 1};
+    cr_assert(th_run_until(&f.t.loop, pool_has, &w, 5000));
+    /* anvil goes away (SIGTERM: it writes its state file); its pool is lost. */
+    anvil_stop(&f.a);
+    cr_assert(th_run_until(&f.t.loop, peer_down, NULL, 15000), "peer reported down");
+    cr_assert(strstr(TB->reason, "unreachable"), "%s", TB->reason);
+    /* While it is down a send fails now: the bridge core retries it with backoff. */
+    cr_assert_lt(send_submit(2, 1), 0);
+    snprintf(args, sizeof args, "--state %s/anvil-state.json --no-mining", dir);
+    cr_assert_eq(anvil_start(&f.a, args, 1), 0, "anvil restarted on the same port");
+    cr_assert(th_run_until(&f.t.loop, fx_peer_up, NULL, 15000), "peer up again");
+    cr_assert_eq(send_submit(2, 1), 0);
+    cr_assert(mine_until(&f, acked_n, 2, 10), "both delivered (acked %zu)", TB->nacked);
+    cr_assert_eq(next_epoch(&f), 2);
+    cr_assert_eq(mined_nonce(&f), f.n0 + 2);
+    cr_assert_eq(TB->nfailed, 0);
+    fx_done(&f);
+}
+
+Test(evm_l2, node_killed_mid_flight_restarts_without_a_lost_or_doubled_tx, .timeout = 90) {
+    struct fx f;
+    fx_anvil(&f, NULL);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        /* The first node: signs and broadcasts five messages, then dies by SIGKILL. */
+        if (node_start(&f.t, f.dir, fx_cfg(&f, NULL)) != 0 ||
+            TB->ops->peer_open(TB->arg, "l2", "L2", f.a.url, "", "{}") != 0)
+            _exit(2);
+        th_run_until(&f.t.loop, fx_peer_up, NULL, 10000);
+        for (uint64_t s = 1; s <= 5; s++)
+            if (send_submit(s, s - 1) != 0)
+                _exit(3);
+        for (;;)
+            th_run_until(&f.t.loop, peer_down, NULL, 1000);
+    }
+    struct wait_n w = {&f, 0, f.n0 + 5};
+    int sent = 0;
+    for (int i = 0; i < 1000 && !(sent = pool_has(&w)); i++)
+        usleep(10000);
+    kill(pid, SIGKILL);
+    int st;
+    waitpid(pid, &st, 0);
+    cr_assert(sent, "the first node broadcast its five txs");
+    /* Mine two of them while the node is down. */
+    anvil_mine(&f.a, 1);
+    /* The second life: same data dir. The outbox re-delivers the unacked messages 1..5, and
+     * two new ones follow. */
+    fx_node(&f, NULL);
+    fx_open(&f, NULL);
+    cr_assert_eq(fx_peer()->ntx, 5, "in-flight txs loaded from the store");
+    for (uint64_t s = 1; s <= 7; s++)
+        cr_assert_eq(send_submit(s, s - 1), 0);
+    cr_assert(mine_until(&f, acked_n, 7, 10), "acked %zu of 7", TB->nacked);
+    cr_assert_eq(TB->nfailed, 0, "%s", TB->fail_reason[0]);
+    cr_assert_eq(mined_nonce(&f), f.n0 + 7, "exactly seven transactions");
+    cr_assert_eq(next_epoch(&f), 7);
     fx_done(&f);
 }
