@@ -108,7 +108,8 @@ int evm_payload_parse(struct evm_peer *p, const void *payload, size_t len, uint8
     rc = ado_abi_encode_call(sig, args_s, data, data_len, &ee);
     free(args_s);
     if (rc < 0)
-        snprintf(why, 256, "%s: %s", sig, ee.msg[0] ? ee.msg : "cannot encode the arguments");
+        snprintf(why, 256, "%.80s: %.160s", sig,
+                 ee.msg[0] ? ee.msg : "cannot encode the arguments");
 out:
     json_decref(o);
     return rc;
@@ -165,7 +166,7 @@ static int event_parse(struct evm_event *ev, const char *sig, char why[256]) {
     struct ado_eth_error ee = {{0}};
     if (!ev->name || !body || ado_abi_canonical_signature(sig, &ev->canonical, &ee) < 0 ||
         ado_abi_event_topic(ev->canonical, ev->topic0, &ee) < 0) {
-        snprintf(why, 256, "event \"%s\": %s", sig, ee.msg[0] ? ee.msg : "out of memory");
+        snprintf(why, 256, "event \"%.80s\": %.160s", sig, ee.msg[0] ? ee.msg : "out of memory");
         free(body);
         return ADO_ECONFIG;
     }
