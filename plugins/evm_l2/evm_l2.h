@@ -91,7 +91,9 @@ struct evm_peer {
     int ev_started;
     int flush_pending; /* a zero-delay timer will broadcast new txs */
     uint64_t flush_timer;
-    uint64_t wgen; /* last record write generation */
+    uint64_t wgen;    /* last record write generation */
+    uint64_t *reacks; /* seqs already confirmed, sent again: acked from flush_timer */
+    size_t nreacks, reacks_cap;
 };
 
 struct evm {

@@ -581,11 +581,45 @@ struct durable_arg {
 
 static int flush_timer(ado_ctx *ctx, void *arg) {
     struct evm_peer *p = arg;
-    (void)ctx;
     p->flush_pending = 0;
     p->flush_timer = 0;
+    size_t n = p->nreacks;
+    p->nreacks = 0;
+    for (size_t i = 0; i < n; i++)
+        p->e->api->bridge_acked(ctx, p->name, p->reacks[i]);
     broadcast_pending(p);
     return 0;
+}
+
+static void flush_soon(struct evm_peer *p) {
+    if (p->flush_pending)
+        return;
+    p->flush_pending = 1;
+    if (p->e->api->timer_start(p->e->ctx, 0, 0, flush_timer, p, &p->flush_timer) < 0) {
+        p->flush_pending = 0;
+        p->flush_timer = 0;
+    }
+}
+
+/* Confirmed messages are remembered by seq, so that a message the bridge sends again after
+ * its ack was lost or late (ack timeout, dead letter retried) is acked, not sent twice. */
+static int ack_key(const struct evm_peer *p, uint64_t seq, char *out, size_t cap) {
+    return snprintf(out, cap, "%s/a/%020" PRIu64, p->name, seq);
+}
+
+static void mark_acked(struct evm_peer *p, struct evm_tx *t) {
+    char k[160];
+    int kl = ack_key(p, t->seq, k, sizeof k);
+    p->e->api->store_put(p->e->ctx, p->e->db, k, (size_t)kl, t->hashes[t->nhash - 1],
+                         strlen(t->hashes[t->nhash - 1]));
+}
+
+static int was_acked(struct evm_peer *p, uint64_t seq) {
+    char k[160];
+    int kl = ack_key(p, seq, k, sizeof k);
+    const void *v;
+    size_t vl;
+    return p->e->api->store_get(p->e->ctx, p->e->db, k, (size_t)kl, &v, &vl) == 0;
 }
 
 static void on_durable(ado_ctx *ctx, int status, void *arg) {
@@ -613,13 +647,9 @@ static void on_durable(ado_ctx *ctx, int status, void *arg) {
             t->durable = 1;
     /* Every durable callback of this commit runs in this turn: broadcast once, from a
      * zero-delay timer, so that a burst of messages goes out as one batch. */
-    if (p->flush_pending)
-        return;
-    p->flush_pending = 1;
-    if (p->e->api->timer_start(ctx, 0, 0, flush_timer, p, &p->flush_timer) < 0) {
-        p->flush_pending = 0;
+    flush_soon(p);
+    if (!p->flush_pending)
         broadcast_pending(p);
-    }
 }
 
 /* Ask to broadcast once the turn's writes are durable. The records written before this call
@@ -645,6 +675,20 @@ int evm_peer_send(struct evm_peer *p, const struct ado_bridge_msg *msg) {
         return ADO_ECLOSED;
     if (tx_by_seq(p, msg->seq))
         return 0; /* already on the wire (a re-send after a restart): await it */
+    if (was_acked(p, msg->seq)) {
+        /* Confirmed before: ack again (from a timer, after send returns), send nothing. */
+        if (p->nreacks == p->reacks_cap) {
+            size_t cap = p->reacks_cap ? p->reacks_cap * 2 : 16;
+            uint64_t *r = realloc(p->reacks, cap * sizeof *r);
+            if (!r)
+                return ADO_ENOMEM;
+            p->reacks = r;
+            p->reacks_cap = cap;
+        }
+        p->reacks[p->nreacks++] = msg->seq;
+        flush_soon(p);
+        return 0;
+    }
     if (p->ntx >= p->max_inflight)
         return ADO_EBUSY;
     struct evm_tx *t = calloc(1, sizeof *t);
@@ -868,6 +912,7 @@ static void tx_update(struct evm_peer *p, struct evm_tx *t, json_t *r, uint64_t 
     if (st == 1) {
         uint64_t seq = t->seq;
         evm_metric(p, "evm_l2_txs_confirmed_total", 1);
+        mark_acked(p, t);
         tx_remove(p, t);
         p->e->api->bridge_acked(p->e->ctx, p->name, seq);
     } else {
@@ -1128,6 +1173,7 @@ static void peer_free(struct evm_peer *p) {
         tx_free(t);
     }
     evm_events_free(p);
+    free(p->reacks);
     ado_eth_signer_free(p->signer);
     json_decref(p->cfg);
     free(p->name);
