@@ -19,8 +19,10 @@
 
 #include "jrpc.h"
 
-#define EVM_MAX_HASHES 8 /* hashes kept per nonce (original + replacements) */
-#define EVM_HASH_HEX   67
+#define EVM_MAX_HASHES    8 /* hashes kept per nonce (original + replacements) */
+#define EVM_HASH_HEX      67
+#define EVM_RCPT_PER_TICK 1000 /* oldest in-flight txs whose receipts one tick reads */
+#define EVM_BCAST_BATCH   500  /* eth_sendRawTransaction calls per HTTP request */
 
 struct evm;
 
@@ -45,6 +47,7 @@ struct evm_tx {
     char rcpt_block_hash[EVM_HASH_HEX];
     int rcpt_status;
     int finishing; /* revert reason lookup in flight */
+    int gone;      /* ticks in a row without receipt while the account nonce is past it */
     uint64_t wgen; /* write generation of its record */
 };
 

@@ -532,14 +532,23 @@ out:
 }
 
 /* Broadcast every durable transaction not yet handed to the L2 node, in one batch. */
+static void broadcast_chunk(struct evm_peer *p, size_t n);
+
 static void broadcast_pending(struct evm_peer *p) {
     if (!p->chain_ok || !p->nonce_ok)
         return;
     size_t n = 0;
     for (struct evm_tx *t = p->txs; t; t = t->next)
         n += t->durable && !t->broadcast && !t->finishing;
-    if (!n)
-        return;
+    while (n) {
+        size_t k = n > EVM_BCAST_BATCH ? EVM_BCAST_BATCH : n;
+        broadcast_chunk(p, k);
+        n -= k;
+    }
+}
+
+/* One batch of the next n durable transactions not yet broadcast. */
+static void broadcast_chunk(struct evm_peer *p, size_t n) {
     struct bcast *b = calloc(1, sizeof *b);
     json_t *arr = json_array();
     if (!b || !arr || !(b->nonces = calloc(n, sizeof *b->nonces))) {
@@ -549,7 +558,7 @@ static void broadcast_pending(struct evm_peer *p) {
     }
     b->p = p;
     uint64_t now = p->e->api->now_ms(p->e->ctx);
-    for (struct evm_tx *t = p->txs; t; t = t->next) {
+    for (struct evm_tx *t = p->txs; t && b->n < n; t = t->next) {
         if (!t->durable || t->broadcast || t->finishing)
             continue;
         json_array_append_new(arr, json_pack("{s:s,s:I,s:s,s:[s]}", "jsonrpc", "2.0", "id",
@@ -874,6 +883,7 @@ static void replace_stuck(struct evm_peer *p, struct evm_tx *t, uint64_t now) {
 static void tx_update(struct evm_peer *p, struct evm_tx *t, json_t *r, uint64_t now) {
     if (t->finishing)
         return;
+    t->gone = !r && !t->have_rcpt && t->broadcast && t->nonce < p->latest_count ? t->gone + 1 : 0;
     if (!r) {
         if (t->have_rcpt) {
             /* Its block left the canonical chain: send it again (same raw tx, same nonce). */
@@ -1014,18 +1024,18 @@ static void tick_apply(struct evm_peer *p, struct tick *k, json_t **by_id, size_
             tx_update(p, t, found, now);
         i = j;
     }
-    /* A nonce taken by a transaction we do not know (same key used elsewhere). */
+    /* A nonce taken by a transaction we do not know (same key used elsewhere): no receipt for
+     * any of its hashes while the account's mined count is past it, on three ticks in a row
+     * (a batch's answers are not one snapshot: a receipt may lag the count). */
     for (struct evm_tx *t = p->txs, *nx; t; t = nx) {
         nx = t->next;
-        if (!t->have_rcpt && !t->finishing && t->nonce < p->latest_count && t->broadcast &&
-            now - t->sent_ms > 2 * p->poll_ms + 1000) {
-            uint64_t seq = t->seq;
-            char why[200];
-            snprintf(why, sizeof why, "nonce %" PRIu64 " was used by another transaction",
-                     t->nonce);
-            tx_remove(p, t);
-            e->api->bridge_failed(e->ctx, p->name, seq, why);
-        }
+        if (t->gone < 3)
+            continue;
+        uint64_t seq = t->seq;
+        char why[200];
+        snprintf(why, sizeof why, "nonce %" PRIu64 " was used by another transaction", t->nonce);
+        tx_remove(p, t);
+        e->api->bridge_failed(e->ctx, p->name, seq, why);
     }
     if (p->ntx == 0 && p->next_nonce != pending && pending == p->latest_count) {
         e->api->log(e->ctx, ADO_LOG_WARN, "peer %s: nonce resync %" PRIu64 " -> %" PRIu64, p->name,
@@ -1080,9 +1090,12 @@ static int on_timer(ado_ctx *ctx, void *arg) {
     if (!k || !arr)
         goto fail;
     k->p = p;
-    size_t n = 0;
-    for (struct evm_tx *t = p->txs; t; t = t->next)
-        n += t->broadcast || t->have_rcpt ? (size_t)t->nhash : 0;
+    size_t n = 0, ntx = 0;
+    for (struct evm_tx *t = p->txs; t && ntx < EVM_RCPT_PER_TICK; t = t->next)
+        if (t->broadcast || t->have_rcpt) {
+            n += (size_t)t->nhash;
+            ntx++;
+        }
     if (n) {
         k->nonces = calloc(n, sizeof *k->nonces);
         k->hashes = calloc(n, sizeof *k->hashes);
@@ -1097,9 +1110,11 @@ static int on_timer(ado_ctx *ctx, void *arg) {
          json_pack("[s,s,[i]]", "0x5", "latest", p->prio_percentile));
     push(arr, ID_LATEST, "eth_getTransactionCount", json_pack("[s,s]", p->addr_hex, "latest"));
     push(arr, ID_PENDING, "eth_getTransactionCount", json_pack("[s,s]", p->addr_hex, "pending"));
-    for (struct evm_tx *t = p->txs; t; t = t->next) {
+    ntx = 0;
+    for (struct evm_tx *t = p->txs; t && ntx < EVM_RCPT_PER_TICK; t = t->next) {
         if (!t->broadcast && !t->have_rcpt)
             continue;
+        ntx++;
         for (int h = 0; h < t->nhash; h++) {
             k->nonces[k->n] = t->nonce;
             memcpy(k->hashes[k->n], t->hashes[h], EVM_HASH_HEX);
