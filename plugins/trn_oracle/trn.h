@@ -77,6 +77,7 @@ struct trn_epoch_rec {
     uint64_t nops, nleaves, raw_size, data_size;
     uint32_t chunks, sent; /* data chunks; bridge messages accepted by the outbox */
     uint64_t final_at_s;   /* from L2 DataComplete (0 = unknown) */
+    uint32_t encode_ms, compress_ms, tree_ms, pad; /* worker timings of the last build */
     uint8_t total[32], root[32], data_hash[32];
     char l2_tx[68];    /* RootSubmitted transaction hash, or "" */
     char final_tx[68]; /* DataComplete transaction hash, or "" */

@@ -42,7 +42,14 @@ struct trn_close {
     uint8_t *data;
     size_t data_len, raw_len;
     uint8_t root[32], data_hash[32];
+    uint32_t encode_ms, compress_ms, tree_ms;
 };
+
+static uint64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 static void close_free(struct trn_close *c) {
     if (!c)
@@ -338,14 +345,20 @@ static void close_work(void *arg) {
                              .leaves = c->leaves,
                              .nleaves = c->nleaves};
     uint8_t *raw = NULL;
+    uint64_t t0 = mono_ms();
     c->rc = trn_activity_encode(&a, &raw, &c->raw_len);
+    uint64_t t1 = mono_ms();
     if (c->rc == 0)
         c->rc = trn_brotli_compress(raw, c->raw_len, c->quality, &c->data, &c->data_len);
     free(raw);
+    uint64_t t2 = mono_ms();
     if (c->rc == 0) {
         trn_data_hash(c->data, c->data_len, c->chunk_size, NULL, c->data_hash);
         c->rc = ado_merkle_build_addr_u256(c->leaves, c->nleaves, 2, &c->tree);
     }
+    c->encode_ms = (uint32_t)(t1 - t0);
+    c->compress_ms = (uint32_t)(t2 - t1);
+    c->tree_ms = (uint32_t)(mono_ms() - t2);
     if (c->rc == 0)
         ado_merkle_root(c->tree, c->root);
     if (c->delay_ms > 0) { /* testing only: widen the window for crash tests */
@@ -447,7 +460,8 @@ static int rec_json(struct trn *s, const struct trn_epoch_rec *e, char *out, siz
         "{\"epoch\":%llu,\"status\":\"%s\",\"opened_ms\":%llu,\"closed_ms\":%llu,\"ops\":%llu,"
         "\"leaves\":%llu,\"total\":\"%s\",\"root\":%s%s%s,\"data_hash\":%s%s%s,"
         "\"raw_size\":%llu,\"data_size\":%llu,\"chunks\":%u,\"messages\":%u,\"messages_sent\":%u,"
-        "\"bridge_id\":%s%s%s,\"l2_tx\":%s%s%s,\"final_at\":%s,\"final_tx\":%s%s%s}",
+        "\"bridge_id\":%s%s%s,\"l2_tx\":%s%s%s,\"final_at\":%s,\"final_tx\":%s%s%s,"
+        "\"build_ms\":{\"encode\":%u,\"compress\":%u,\"tree\":%u}}",
         (unsigned long long)e->epoch, trn_status_name(s, e), (unsigned long long)e->opened_ms,
         (unsigned long long)e->closed_ms, (unsigned long long)e->nops,
         (unsigned long long)e->nleaves, total, built ? "\"" : "", built ? root : "null",
@@ -456,7 +470,8 @@ static int rec_json(struct trn *s, const struct trn_epoch_rec *e, char *out, siz
         s->submit ? 1 + e->chunks : 0, e->sent, e->msg_id[0] ? "\"" : "",
         e->msg_id[0] ? e->msg_id : "null", e->msg_id[0] ? "\"" : "", e->l2_tx[0] ? "\"" : "",
         e->l2_tx[0] ? e->l2_tx : "null", e->l2_tx[0] ? "\"" : "", fin, e->final_tx[0] ? "\"" : "",
-        e->final_tx[0] ? e->final_tx : "null", e->final_tx[0] ? "\"" : "");
+        e->final_tx[0] ? e->final_tx : "null", e->final_tx[0] ? "\"" : "", e->encode_ms,
+        e->compress_ms, e->tree_ms);
 }
 
 static void commit_durable(ado_ctx *ctx, int status, void *arg) {
@@ -529,6 +544,7 @@ static void commit_close(struct trn *s, struct trn_close *c) {
     e.data_size = c->data_len;
     e.chunks = chunks;
     e.sent = 0;
+    e.encode_ms = c->encode_ms, e.compress_ms = c->compress_ms, e.tree_ms = c->tree_ms;
     memcpy(e.root, c->root, 32);
     memcpy(e.data_hash, c->data_hash, 32);
     e.status = s->submit ? TRN_EPOCH_SUBMITTING : TRN_EPOCH_CLOSED;
