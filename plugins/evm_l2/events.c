@@ -436,7 +436,7 @@ static void publish_log(struct evm_peer *p, json_t *log) {
                       txh, "log_index", (json_int_t)li, "args", args);
         char *txt = body ? json_dumps(body, JSON_COMPACT) : NULL;
         json_decref(body);
-        snprintf(topic, sizeof topic, "bridge.in.l2.%s", ev->name);
+        snprintf(topic, sizeof topic, "bridge.in.%.64s.%.100s", p->name, ev->name);
         if (txt) {
             int rc = e->api->bus_publish(e->ctx, topic, txt, strlen(txt));
             if (rc < 0)
