@@ -21,6 +21,7 @@
 #include "bus.h"
 #include "evm_l2.h"
 #include "harness.h"
+#include "rpc.h"
 
 #define PLUGIN_SO  ADO_BUILD_DIR "/plugins/evm_l2.so"
 #define SUBMIT_SIG "submitRoot(uint64,bytes32,uint256,bytes32,uint32)"
@@ -593,6 +594,26 @@ static int real_mine_until(struct fx *f, struct th_node *t, uint64_t acked, int 
     return real_acked(&w);
 }
 
+static char local_resp[4096];
+
+static void on_local(void *arg, const char *resp) {
+    (void)arg;
+    snprintf(local_resp, sizeof local_resp, "%s", resp ? resp : "");
+}
+
+static int local_done(void *arg) {
+    (void)arg;
+    return local_resp[0] != 0;
+}
+
+/* An RPC call in-process (admin role); the answer's JSON text. */
+static const char *local_call(struct th_node *t, const char *req) {
+    local_resp[0] = 0;
+    cr_assert_eq(ado_rpc_call_local(t->node->rpc, req, "admin", on_local, NULL), 0);
+    th_run_until(&t->loop, local_done, NULL, 5000);
+    return local_resp;
+}
+
 Test(evm_l2, bridge_core_delivers_messages_to_the_contract_and_l2_events_come_back, .timeout = 60) {
     struct fx f;
     fx_anvil(&f, NULL);
@@ -612,6 +633,18 @@ Test(evm_l2, bridge_core_delivers_messages_to_the_contract_and_l2_events_come_ba
     }
     cr_assert_eq(TB->nevents, 3, "three RootSubmitted events on the bus");
     cr_assert(strstr(TB->events[2], "\"event\":\"RootSubmitted\""), "%s", TB->events[2]);
+    /* Reads: l2_call with ABI decoding, a reverting l2_call, and the kernel's bridge_query. */
+    const char *r = local_call(&t, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"l2_call\","
+                                   "\"params\":{\"to\":\"settlement\",\"signature\":"
+                                   "\"nextEpoch()\",\"returns\":\"(uint64)\"}}");
+    cr_assert(strstr(r, "\"decoded\":[\"3\"]"), "%s", r);
+    r = local_call(&t, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"l2_call\",\"params\":"
+                       "{\"to\":\"settlement\",\"signature\":\"veto(uint64)\",\"args\":[0]}}");
+    cr_assert(strstr(r, "\"code\":3") && strstr(r, "custom error"), "%s", r);
+    r = local_call(&t, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"bridge_query\",\"params\":"
+                       "{\"peer\":\"l2\",\"request\":{\"method\":\"eth_chainId\","
+                       "\"params\":[]}}}");
+    cr_assert(strstr(r, "\"result\":\"0x7a69\""), "%s", r);
     th_node_stop(&t);
     fx_done(&f);
 }
