@@ -27,6 +27,7 @@ static const char *peer_opts = "retry: {attempts: 3, backoff: 20ms, max_backoff:
                                "breaker: {failures: 100, cooldown: 200ms}";
 static int outbox_limit = 1000;
 static int fx_query = 1;
+static const char *store_sync = "false";
 
 static void start_one(struct pair *p, struct th_node *t, const char *name, const char *layer,
                       const char *peer, const char *peer_layer) {
@@ -39,7 +40,7 @@ static void start_one(struct pair *p, struct th_node *t, const char *name, const
              "  layer: %s\n"
              "  data_dir: %s/data\n"
              "  rpc: {listen: \"off\"}\n"
-             "  store: {sync: false}\n"
+             "  store: {sync: %s}\n"
              "  log: {level: error}\n"
              "plugins:\n"
              "  - {name: fx, path: %s, config: {query: %s}}\n"
@@ -47,7 +48,7 @@ static void start_one(struct pair *p, struct th_node *t, const char *name, const
              "  outbox_limit: %d\n"
              "  peers:\n"
              "    - {name: %s, layer: %s, transport: fxloop, address: \"fx://%s\", %s}\n",
-             name, layer, dir, FX, fx_query ? "true" : "false", outbox_limit, peer, peer_layer,
+             name, layer, dir, store_sync, FX, fx_query ? "true" : "false", outbox_limit, peer, peer_layer,
              peer, peer_opts);
     int rc = th_node_start(t, dir, yaml);
     cr_assert_eq(rc, 0, "start %s: %d\n%s", name, rc, th_diag_text(t));
@@ -616,4 +617,41 @@ Test(bridge, missing_transport_refuses_start) {
     th_node_stop(&t);
     th_rmrf(base);
     free(base);
+}
+
+/* Throughput between the two in-process nodes with fsync on, over the fake transport (so
+ * it measures the kernel's side only). Runs when ADO_BRIDGE_BENCH is set. */
+Test(bridge, throughput_bench) {
+    if (!getenv("ADO_BRIDGE_BENCH"))
+        cr_skip_test("set ADO_BRIDGE_BENCH=1 to run");
+    struct pair p;
+    memset(&p, 0, sizeof p);
+    p.base = th_tmpdir();
+    store_sync = "true"; /* fsync every commit, as in production */
+    outbox_limit = 100000;
+    start_one(&p, &p.a, "a", "L3", "b", "L2");
+    start_one(&p, &p.b, "b", "L2", "a", "L3");
+    p.a_up = p.b_up = 1;
+    load_fx();
+    int n = atoi(getenv("ADO_BRIDGE_BENCH")) > 1 ? atoi(getenv("ADO_BRIDGE_BENCH")) : 20000;
+    uint64_t t0 = uv_hrtime();
+    int sent = 0;
+    want_count = n;
+    while (fx_get("b", "app_count") < n) {
+        for (int k = 0; k < 500 && sent < n; k++, sent++) {
+            char pl[64];
+            snprintf(pl, sizeof pl, "{\"n\":%d}", sent);
+            ado_bridge_send(p.a.node->bridge, NULL, "b", "bench.m", pl, strlen(pl), NULL, 0);
+        }
+        spin_once(&p);
+    }
+    run_until(&p, b_has_all, 10000);
+    double s = (double)(uv_hrtime() - t0) / 1e9;
+    struct ado_store_stats st;
+    ado_store_stats(p.a.node->store, &st);
+    fprintf(stderr, "bridge: %d durable messages in %.3f s = %.0f msg/s (a commits %llu)\n", n, s,
+            n / s, (unsigned long long)st.commits);
+    pair_stop(&p);
+    outbox_limit = 1000;
+    store_sync = "false";
 }
