@@ -484,7 +484,9 @@ static void m_list(ado_ctx *ctx, ado_call *call, const char *params, size_t len,
     free_ids(ids, n);
     json_t *r = json_pack("{s:s,s:I,s:I,s:o}", "dir", cp->dir, "every_ms",
                           (json_int_t)cp->every_ms, "keep", (json_int_t)cp->keep, "checkpoints", a);
-    json_object_update(r, status_obj(cp)); /* leaks nothing: update copies refs */
+    json_t *st = status_obj(cp);
+    json_object_update(r, st);
+    json_decref(st);
     reply_json(call, r);
 }
 
