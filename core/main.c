@@ -7,6 +7,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "checkpoint.h"
 #include "node.h"
 
 #include "embedded_chain.h" /* generated: ado_embedded_chain[], ado_embedded_chain_name */
@@ -16,6 +17,10 @@ static void usage(FILE *f) {
                "chain)\n"
                "       adonode --check-config FILE  validate FILE and its plugins, print the "
                "start order\n"
+               "       adonode --restore CHECKPOINT --config FILE\n"
+               "                                    restore data_dir from CHECKPOINT (a folder, or "
+               "an id\n"
+               "                                    in the checkpoints folder), then run\n"
                "       adonode --version | --help\n"
                "\n"
                "Environment: ADO_PLUGIN_PATH (colon-separated folders searched for plugins named\n"
@@ -43,14 +48,12 @@ static void close_cb(uv_handle_t *h) {
 }
 
 int main(int argc, char **argv) {
-    const char *config = NULL;
+    const char *config = NULL, *restore = NULL;
     int check = 0;
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"check-config", required_argument, NULL, 'k'},
-        {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},  {"check-config", required_argument, NULL, 'k'},
+        {"version", no_argument, NULL, 'V'},       {"help", no_argument, NULL, 'h'},
+        {"restore", required_argument, NULL, 'r'}, {NULL, 0, NULL, 0},
     };
     int c;
     while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
@@ -61,6 +64,9 @@ int main(int argc, char **argv) {
         case 'k':
             config = optarg;
             check = 1;
+            break;
+        case 'r':
+            restore = optarg;
             break;
         case 'V':
             printf("adonode %s (plugin ABI %d.%d)\n", ADO_VERSION, ADO_ABI_MAJOR, ADO_ABI_MINOR);
@@ -89,6 +95,18 @@ int main(int argc, char **argv) {
         ado_diag_print(&diag, stderr);
         ado_diag_fini(&diag);
         return 1;
+    }
+
+    if (restore) {
+        char dir[4096], err[1024] = "needs --config FILE and an existing checkpoint";
+        if (!config || check || ado_checkpoint_resolve(cfg, restore, dir, sizeof dir) < 0 ||
+            ado_checkpoint_restore(dir, cfg->data_dir, err, sizeof err) < 0) {
+            fprintf(stderr, "adonode: --restore %s: %s\n", restore, err);
+            ado_diag_fini(&diag);
+            ado_config_free(cfg);
+            return 1;
+        }
+        fprintf(stderr, "adonode: restored %s into %s\n", dir, cfg->data_dir);
     }
 
     uv_loop_t *loop = uv_default_loop();

@@ -60,7 +60,8 @@ struct ado_store_stats {
 };
 void ado_store_stats(const struct ado_store *st, struct ado_store_stats *out);
 
-/* Copy the environment compacted to `path` (a file), consistent (LMDB's own copy). */
+/* Copy the environment, compacted and consistent (LMDB's own copy), into the folder `path`,
+ * which must exist and be empty. */
 int ado_store_copy(struct ado_store *st, const char *path);
 
 #endif

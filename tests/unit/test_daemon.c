@@ -2,7 +2,10 @@
  * config with exit 1 and every error, --check-config prints the start order, and the
  * embedded default chain runs from an empty folder. */
 #include <criterion/criterion.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,8 +150,9 @@ Test(daemon, check_config_prints_start_order_and_nothing_on_stderr) {
 
 Test(daemon, check_config_exits_1_on_a_plugin_problem) {
     char *dir = th_tmpdir();
-    free(th_write(dir, "chain.yaml", "node: {name: n, rpc: {listen: \"off\"}}\n"
-                                     "plugins:\n  - {name: fx_c, path: fx_c}\n"));
+    free(th_write(dir, "chain.yaml",
+                  "node: {name: n, rpc: {listen: \"off\"}}\n"
+                  "plugins:\n  - {name: fx_c, path: fx_c}\n"));
     char *argv[] = {"adonode", "--check-config", "chain.yaml", NULL};
     pid_t pid = spawn(dir, argv);
     cr_assert_eq(wait_exit(pid, 10000), 1);
@@ -223,9 +227,10 @@ static int count_log(const char *dir, const char *needle) {
 Test(daemon, sighup_reloads_a_changed_lua_plugin_and_keeps_the_old_one_if_the_new_fails) {
     char *dir = th_tmpdir();
     write_ticker(dir, "1.0.0");
-    free(th_write(dir, "chain.yaml", "node:\n  name: hup\n  data_dir: ./data\n"
-                                     "  rpc: {listen: \"off\"}\n"
-                                     "plugins:\n  - {name: ticker, path: ./ticker.lua}\n"));
+    free(th_write(dir, "chain.yaml",
+                  "node:\n  name: hup\n  data_dir: ./data\n"
+                  "  rpc: {listen: \"off\"}\n"
+                  "plugins:\n  - {name: ticker, path: ./ticker.lua}\n"));
     char *argv[] = {"adonode", "--config", "chain.yaml", NULL};
     pid_t pid = spawn(dir, argv);
     cr_assert(wait_log(dir, "tick 1.0.0", 10000), "v1 ticks");
@@ -247,6 +252,82 @@ Test(daemon, sighup_reloads_a_changed_lua_plugin_and_keeps_the_old_one_if_the_ne
 
     kill(pid, SIGTERM);
     cr_assert_eq(wait_exit(pid, 10000), 0);
+    th_rmrf(dir);
+    free(dir);
+}
+
+/* A free loopback TCP port (bound then released). */
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* POST one JSON-RPC call with curl; the response body in out. */
+static int rpc(int port, const char *method, const char *params, char *out, size_t cap) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "curl -sS --max-time 10 -d '{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"%s\","
+             "\"params\":%s}' http://127.0.0.1:%d/rpc",
+             method, params, port);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return -1;
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = 0;
+    return pclose(p) == 0 ? 0 : -1;
+}
+
+static pid_t start_rpc_node(const char *dir, char *const argv[]) {
+    pid_t pid = spawn(dir, argv);
+    cr_assert(wait_log(dir, "running", 10000), "node did not start");
+    return pid;
+}
+
+Test(daemon, restore_from_a_checkpoint_brings_back_the_state_it_recorded) {
+    char *dir = th_tmpdir();
+    int port = free_port();
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml,
+             "node:\n  name: restore\n  data_dir: ./data\n"
+             "  rpc: {listen: \"127.0.0.1:%d\", anonymous: admin}\n"
+             "plugins:\n  - {name: hello, path: hello_c, config: {every: 24h}}\n",
+             port);
+    free(th_write(dir, "chain.yaml", yaml));
+    char *argv[] = {"adonode", "--config", "chain.yaml", NULL};
+    char out[8192];
+    pid_t pid = start_rpc_node(dir, argv);
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(rpc(port, "hello_bump", "[]", out, sizeof out), 0);
+    cr_assert_eq(rpc(port, "node_checkpoint", "{}", out, sizeof out), 0);
+    char *idp = strstr(out, "\"id\":\"");
+    cr_assert(idp, "checkpoint answer: %s", out);
+    char id[128];
+    cr_assert_eq(sscanf(idp + 6, "%127[^\"]", id), 1);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(rpc(port, "hello_bump", "[]", out, sizeof out), 0);
+    cr_assert_eq(rpc(port, "hello_greet", "[]", out, sizeof out), 0);
+    cr_assert(strstr(out, "\"ticks\":5"), "%s", out);
+    kill(pid, SIGTERM);
+    cr_assert_eq(wait_exit(pid, 10000), 0);
+
+    char *argv2[] = {"adonode", "--restore", id, "--config", "chain.yaml", NULL};
+    pid = start_rpc_node(dir, argv2);
+    cr_assert_eq(rpc(port, "hello_greet", "[]", out, sizeof out), 0);
+    cr_assert(strstr(out, "\"ticks\":2"), "state of the checkpoint: %s", out);
+    kill(pid, SIGTERM);
+    cr_assert_eq(wait_exit(pid, 10000), 0);
+
+    /* A checkpoint that does not exist is refused with exit 1 and a message. */
+    char *argv3[] = {"adonode", "--restore", "no-such-checkpoint", "--config", "chain.yaml", NULL};
+    cr_assert_eq(wait_exit(spawn(dir, argv3), 10000), 1);
+    char *err = slurp(dir, "stderr.txt");
+    cr_assert(strstr(err, "--restore no-such-checkpoint"), "%s", err);
+    free(err);
     th_rmrf(dir);
     free(dir);
 }
