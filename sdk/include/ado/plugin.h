@@ -162,8 +162,10 @@ struct ado_api {
 
     /* ---- store: the plugin's own named LMDB databases --------------------------------- */
     /* Reads and writes go into the loop turn's transaction, which the kernel commits (one
-     * fsync) when the turn ends: everything a plugin writes in one callback is atomic, and
-     * reads see the turn's writes. */
+     * fsync) when the turn ends: everything a plugin writes in one callback commits
+     * together (with the rest of the turn) or not at all, and reads see the turn's writes.
+     * There is no rollback of part of a turn: a callback that fails after writing still
+     * commits what it wrote, so check everything before the first write. */
     /* Open (creating) the plugin's database `name` ([A-Za-z0-9_.-], <= 64 bytes). */
     int (*store_open_db)(ado_ctx *ctx, const char *name, ado_db *db);
     /* *val points into the store, valid until the current callback returns.
