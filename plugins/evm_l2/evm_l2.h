@@ -2,7 +2,9 @@
  *
  * evm_l2.c  plugin descriptor, config, transport ops, RPC methods (l2_call, l2_status)
  * peer.c    one L2 endpoint: chain id check, nonces, fees, signing, broadcast, receipts,
- *           confirmations, replacement, reverts, reorgs, persistence of in-flight txs
+ *           confirmations, replacement, reverts, reorgs
+ * txstore.c in-flight txs: the list and their records in the store; confirmed seqs
+ * settings.c a peer's settings and its signing key
  * events.c  L2 logs: polling, ABI decoding, dedupe, publishing bridge.in.l2.<Event>;
  *           payload parsing (message -> to + calldata)
  * jrpc.c    JSON-RPC over HTTP/1.1 on the loop
@@ -127,6 +129,28 @@ void evm_gauge(struct evm_peer *p, const char *name, double value);
 /* Parse "0x..." quantities. Returns 0 or ADO_EINVAL. */
 int evm_hex_u64(json_t *v, uint64_t *out);
 int evm_hex_u256(json_t *v, struct ado_u256 *out);
+
+/* ---- settings.c ------------------------------------------------------------------------- */
+/* Read p->cfg into p's settings. Returns 0 or ADO_ECONFIG with why. */
+int evm_settings_read(struct evm_peer *p, char why[256]);
+/* A duration: a JSON number of ms, or "250ms", "2s", "5m", "1h". 0 or ADO_ECONFIG. */
+int evm_cfg_ms(json_t *cfg, const char *key, uint64_t def, uint64_t *out);
+
+/* ---- txstore.c -------------------------------------------------------------------------- */
+void evm_u256_hex(const struct ado_u256 *v, char out[70]); /* "0x" minimal hex */
+int evm_tx_key(const struct evm_peer *p, uint64_t nonce, char *out, size_t cap);
+int evm_nonce_save(struct evm_peer *p);
+/* Write t's record (and give it the next write generation). 0 or an ADO_E* code. */
+int evm_tx_save(struct evm_peer *p, struct evm_tx *t);
+void evm_tx_free(struct evm_tx *t);
+void evm_tx_insert(struct evm_peer *p, struct evm_tx *t); /* in nonce order */
+void evm_tx_remove(struct evm_peer *p, struct evm_tx *t); /* unlink, delete record, free */
+struct evm_tx *evm_tx_by_nonce(struct evm_peer *p, uint64_t nonce);
+struct evm_tx *evm_tx_by_seq(struct evm_peer *p, uint64_t seq);
+/* Load the next nonce and the in-flight records of p. */
+int evm_state_load(struct evm_peer *p);
+void evm_acked_mark(struct evm_peer *p, struct evm_tx *t);
+int evm_acked_was(struct evm_peer *p, uint64_t seq);
 
 /* ---- events.c ---------------------------------------------------------------------------- */
 /* Parse the peer's `events` list. Returns 0 or ADO_ECONFIG with why. */

@@ -19,38 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 /* ---- small helpers ----------------------------------------------------------------------- */
-
-int evm_hex_u64(json_t *v, uint64_t *out) {
-    const char *s = json_string_value(v);
-    if (!s || strncmp(s, "0x", 2) != 0 || !s[2] || strlen(s) > 18)
-        return ADO_EINVAL;
-    char *end;
-    errno = 0;
-    unsigned long long x = strtoull(s + 2, &end, 16);
-    if (*end || errno)
-        return ADO_EINVAL;
-    *out = x;
-    return 0;
-}
-
-int evm_hex_u256(json_t *v, struct ado_u256 *out) {
-    const char *s = json_string_value(v);
-    return s ? ado_u256_parse_str(out, s) : ADO_EINVAL;
-}
-
-static void u256_hex(const struct ado_u256 *v, char out[70]) {
-    uint8_t be[32];
-    ado_u256_to_be32(v, be);
-    char h[65];
-    ado_eth_hex_encode(be, 32, h);
-    const char *p = h;
-    while (*p == '0' && p[1])
-        p++;
-    snprintf(out, 70, "0x%s", p);
-}
 
 /* v + v/8 + 1 (a bump of more than 12.5 %, so more than the 10 % nodes require). */
 static void u256_bump(struct ado_u256 *out, const struct ado_u256 *v) {
@@ -101,307 +71,6 @@ static void set_state(struct evm_peer *p, int up, const char *fmt, ...) {
         p->e->api->set_degraded(p->e->ctx, why);
     else
         p->e->api->set_degraded(p->e->ctx, NULL);
-}
-
-/* ---- settings ---------------------------------------------------------------------------- */
-
-/* A duration: a JSON number of ms, or text "250ms", "2s", "5m", "1h". */
-static int cfg_ms(json_t *cfg, const char *key, uint64_t def, uint64_t *out) {
-    json_t *v = json_object_get(cfg, key);
-    *out = def;
-    if (!v)
-        return 0;
-    if (json_is_integer(v) && json_integer_value(v) >= 0) {
-        *out = (uint64_t)json_integer_value(v);
-        return 0;
-    }
-    const char *s = json_string_value(v);
-    if (!s)
-        return ADO_ECONFIG;
-    char *end;
-    double x = strtod(s, &end);
-    if (end == s || x < 0)
-        return ADO_ECONFIG;
-    double mul = !*end || !strcmp(end, "ms") ? 1
-                 : !strcmp(end, "s")         ? 1000
-                 : !strcmp(end, "m")         ? 60000
-                 : !strcmp(end, "h")         ? 3600000
-                                             : -1;
-    if (mul < 0)
-        return ADO_ECONFIG;
-    *out = (uint64_t)(x * mul);
-    return 0;
-}
-
-static int cfg_u64(json_t *cfg, const char *key, uint64_t def, uint64_t *out) {
-    json_t *v = json_object_get(cfg, key);
-    *out = def;
-    if (!v)
-        return 0;
-    if (json_is_integer(v) && json_integer_value(v) >= 0) {
-        *out = (uint64_t)json_integer_value(v);
-        return 0;
-    }
-    const char *s = json_string_value(v);
-    char *end;
-    if (!s || !*s)
-        return ADO_ECONFIG;
-    errno = 0;
-    *out = strtoull(s, &end, 0);
-    return *end || errno ? ADO_ECONFIG : 0;
-}
-
-/* Wei: a number, decimal or 0x text, or "<n>gwei" (decimals allowed: "1.5gwei"). */
-static int cfg_wei(json_t *cfg, const char *key, const char *def, struct ado_u256 *out) {
-    json_t *v = json_object_get(cfg, key);
-    char buf[96];
-    const char *s = def;
-    if (json_is_integer(v)) {
-        snprintf(buf, sizeof buf, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        s = buf;
-    } else if (json_is_string(v)) {
-        s = json_string_value(v);
-    } else if (v) {
-        return ADO_ECONFIG;
-    }
-    size_t n = strlen(s);
-    if (n > 4 && !strcmp(s + n - 4, "gwei")) {
-        double g = strtod(s, NULL);
-        if (g < 0 || g > 1e12)
-            return ADO_ECONFIG;
-        ado_u256_from_u64(out, (uint64_t)(g * 1e9 + 0.5));
-        return 0;
-    }
-    return ado_u256_parse_str(out, s) == 0 ? 0 : ADO_ECONFIG;
-}
-
-int evm_load_key(json_t *cfg, uint8_t key[32], char why[256]) {
-    const char *hex = json_string_value(json_object_get(cfg, "key"));
-    const char *file = json_string_value(json_object_get(cfg, "key_file"));
-    char buf[256];
-    if (hex && *hex && file && *file) {
-        snprintf(why, 256, "give either key or key_file, not both");
-        return ADO_ECONFIG;
-    }
-    if (file && *file) {
-        struct stat st;
-        if (stat(file, &st) != 0) {
-            snprintf(why, 256, "key_file %s: %s", file, strerror(errno));
-            return ADO_ECONFIG;
-        }
-        if (st.st_mode & 077) {
-            snprintf(why, 256,
-                     "key_file %s has mode %04o: it must not be readable by group or "
-                     "others (chmod 600)",
-                     file, (unsigned)(st.st_mode & 07777));
-            return ADO_ECONFIG;
-        }
-        FILE *f = fopen(file, "r");
-        if (!f) {
-            snprintf(why, 256, "key_file %s: %s", file, strerror(errno));
-            return ADO_ECONFIG;
-        }
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[n] = 0;
-        hex = buf;
-    }
-    if (!hex || !*hex) {
-        snprintf(why, 256, "no signing key: set key_file (mode 0600) or key: ${ENV_VAR}");
-        return ADO_ECONFIG;
-    }
-    while (*hex == ' ' || *hex == '\n')
-        hex++;
-    size_t len = strlen(hex);
-    while (len && (hex[len - 1] == '\n' || hex[len - 1] == '\r' || hex[len - 1] == ' '))
-        len--;
-    size_t got = 0;
-    int rc = ado_eth_hex_decode(hex, len, key, 32, &got);
-    memset(buf, 0, sizeof buf);
-    if (rc < 0 || got != 32) {
-        snprintf(why, 256, "the signing key is not 32 bytes of hex");
-        return ADO_ECONFIG;
-    }
-    return 0;
-}
-
-/* ---- persistence ------------------------------------------------------------------------- */
-
-static int key_tx(const struct evm_peer *p, uint64_t nonce, char *out, size_t cap) {
-    return snprintf(out, cap, "%s/t/%020" PRIu64, p->name, nonce);
-}
-
-static int save_nonce(struct evm_peer *p) {
-    char k[160], v[32];
-    int kl = snprintf(k, sizeof k, "%s/n", p->name);
-    int vl = snprintf(v, sizeof v, "%" PRIu64, p->next_nonce);
-    evm_gauge(p, "evm_l2_nonce", (double)p->next_nonce);
-    return p->e->api->store_put(p->e->ctx, p->e->db, k, (size_t)kl, v, (size_t)vl);
-}
-
-static int save_tx(struct evm_peer *p, struct evm_tx *t) {
-    t->wgen = ++p->wgen;
-    char to[43] = "", val[70], fee[70], prio[70];
-    if (t->has_to)
-        ado_eth_address_lower(t->to, to);
-    u256_hex(&t->value, val);
-    u256_hex(&t->max_fee, fee);
-    u256_hex(&t->prio, prio);
-    char *data = malloc(t->data_len * 2 + 3);
-    if (!data)
-        return ADO_ENOMEM;
-    memcpy(data, "0x", 2);
-    ado_eth_hex_encode(t->data, t->data_len, data + 2);
-    json_t *h = json_array();
-    for (int i = 0; i < t->nhash; i++)
-        json_array_append_new(h, json_string(t->hashes[i]));
-    json_t *o =
-        json_pack("{s:I,s:I,s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:o}", "seq", (json_int_t)t->seq, "nonce",
-                  (json_int_t)t->nonce, "to", to, "value", val, "gas", (json_int_t)t->gas_limit,
-                  "max_fee", fee, "prio", prio, "data", data, "raw", t->raw_hex, "hashes", h);
-    free(data);
-    char *txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    if (!txt)
-        return ADO_ENOMEM;
-    char k[160];
-    int kl = key_tx(p, t->nonce, k, sizeof k);
-    int rc = p->e->api->store_put(p->e->ctx, p->e->db, k, (size_t)kl, txt, strlen(txt));
-    free(txt);
-    return rc;
-}
-
-static void tx_free(struct evm_tx *t) {
-    free(t->data);
-    free(t->raw_hex);
-    free(t);
-}
-
-/* Insert in nonce order. */
-static void tx_insert(struct evm_peer *p, struct evm_tx *t) {
-    struct evm_tx **pp = &p->txs;
-    while (*pp && (*pp)->nonce < t->nonce)
-        pp = &(*pp)->next;
-    t->next = *pp;
-    *pp = t;
-    p->ntx++;
-    evm_gauge(p, "evm_l2_inflight", (double)p->ntx);
-}
-
-/* Unlink, delete the record, free. */
-static void tx_remove(struct evm_peer *p, struct evm_tx *t) {
-    for (struct evm_tx **pp = &p->txs; *pp; pp = &(*pp)->next) {
-        if (*pp == t) {
-            *pp = t->next;
-            break;
-        }
-    }
-    p->ntx--;
-    char k[160];
-    int kl = key_tx(p, t->nonce, k, sizeof k);
-    p->e->api->store_del(p->e->ctx, p->e->db, k, (size_t)kl);
-    evm_gauge(p, "evm_l2_inflight", (double)p->ntx);
-    tx_free(t);
-}
-
-static struct evm_tx *tx_by_nonce(struct evm_peer *p, uint64_t nonce) {
-    for (struct evm_tx *t = p->txs; t; t = t->next)
-        if (t->nonce == nonce)
-            return t;
-    return NULL;
-}
-
-static struct evm_tx *tx_by_seq(struct evm_peer *p, uint64_t seq) {
-    for (struct evm_tx *t = p->txs; t; t = t->next)
-        if (t->seq == seq)
-            return t;
-    return NULL;
-}
-
-static int tx_from_json(json_t *o, struct evm_tx **out) {
-    struct evm_tx *t = calloc(1, sizeof *t);
-    if (!t)
-        return ADO_ENOMEM;
-    json_int_t seq, nonce, gas;
-    const char *to, *val, *fee, *prio, *data, *raw;
-    json_t *h;
-    if (json_unpack(o, "{s:I,s:I,s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:o}", "seq", &seq, "nonce", &nonce,
-                    "to", &to, "value", &val, "gas", &gas, "max_fee", &fee, "prio", &prio, "data",
-                    &data, "raw", &raw, "hashes", &h) != 0)
-        goto fail;
-    t->seq = (uint64_t)seq;
-    t->nonce = (uint64_t)nonce;
-    t->gas_limit = (uint64_t)gas;
-    t->has_to = *to != 0;
-    if ((t->has_to && ado_eth_address_parse(to, strlen(to), t->to) < 0) ||
-        ado_u256_parse_str(&t->value, val) < 0 || ado_u256_parse_str(&t->max_fee, fee) < 0 ||
-        ado_u256_parse_str(&t->prio, prio) < 0)
-        goto fail;
-    size_t dl = strlen(data);
-    t->data = malloc(dl / 2 + 1);
-    t->raw_hex = strdup(raw);
-    if (!t->data || !t->raw_hex ||
-        ado_eth_hex_decode(data, dl, t->data, dl / 2 + 1, &t->data_len) < 0)
-        goto fail;
-    size_t i;
-    json_t *x;
-    json_array_foreach(h, i, x) {
-        if (t->nhash < EVM_MAX_HASHES && json_is_string(x))
-            snprintf(t->hashes[t->nhash++], EVM_HASH_HEX, "%s", json_string_value(x));
-    }
-    if (t->nhash == 0)
-        goto fail;
-    t->durable = 1;
-    *out = t;
-    return 0;
-fail:
-    tx_free(t);
-    return ADO_EINVAL;
-}
-
-struct load_ctx {
-    struct evm_peer *p;
-    size_t plen;
-    char prefix[160];
-    int bad;
-};
-
-static int load_one(void *arg, const void *key, size_t klen, const void *val, size_t vlen) {
-    struct load_ctx *lc = arg;
-    if (klen < lc->plen || memcmp(key, lc->prefix, lc->plen) != 0)
-        return 1;
-    json_t *o = json_loadb(val, vlen, 0, NULL);
-    struct evm_tx *t = NULL;
-    if (!o || tx_from_json(o, &t) < 0)
-        lc->bad++;
-    else
-        tx_insert(lc->p, t);
-    json_decref(o);
-    return 0;
-}
-
-static int load_state(struct evm_peer *p) {
-    struct evm *e = p->e;
-    char k[160];
-    int kl = snprintf(k, sizeof k, "%s/n", p->name);
-    const void *v;
-    size_t vl;
-    if (e->api->store_get(e->ctx, e->db, k, (size_t)kl, &v, &vl) == 0 && vl < 30) {
-        char num[32];
-        memcpy(num, v, vl);
-        num[vl] = 0;
-        p->next_nonce = strtoull(num, NULL, 10);
-    }
-    struct load_ctx lc = {.p = p};
-    lc.plen = (size_t)snprintf(lc.prefix, sizeof lc.prefix, "%s/t/", p->name);
-    int rc = e->api->store_iter(e->ctx, e->db, lc.prefix, lc.plen, load_one, &lc);
-    if (lc.bad)
-        e->api->log(e->ctx, ADO_LOG_ERROR, "peer %s: %d unreadable in-flight records", p->name,
-                    lc.bad);
-    if (p->ntx)
-        e->api->log(e->ctx, ADO_LOG_INFO, "peer %s: %zu transactions in flight from before",
-                    p->name, p->ntx);
-    return rc;
 }
 
 /* ---- signing ----------------------------------------------------------------------------- */
@@ -485,7 +154,7 @@ static void on_bcast(void *arg, int status, const char *body, size_t len) {
     if (status < 0) {
         evm_metric(p, "evm_l2_rpc_errors_total", 1);
         for (size_t i = 0; i < b->n; i++) {
-            struct evm_tx *t = tx_by_nonce(p, b->nonces[i]);
+            struct evm_tx *t = evm_tx_by_nonce(p, b->nonces[i]);
             if (t)
                 t->broadcast = 0; /* next tick tries again */
         }
@@ -498,7 +167,7 @@ static void on_bcast(void *arg, int status, const char *body, size_t len) {
         json_int_t id = json_integer_value(json_object_get(r, "id"));
         if (id < 0 || (size_t)id >= b->n)
             continue;
-        struct evm_tx *t = tx_by_nonce(p, b->nonces[id]);
+        struct evm_tx *t = evm_tx_by_nonce(p, b->nonces[id]);
         if (!t)
             continue;
         json_t *err = json_object_get(r, "error");
@@ -516,10 +185,10 @@ static void on_bcast(void *arg, int status, const char *body, size_t len) {
         p->e->api->log(p->e->ctx, ADO_LOG_WARN, "peer %s seq %" PRIu64 " nonce %" PRIu64 ": %s",
                        p->name, t->seq, t->nonce, why);
         uint64_t seq = t->seq, nonce = t->nonce;
-        tx_remove(p, t);
+        evm_tx_remove(p, t);
         if (nonce + 1 == p->next_nonce) {
             p->next_nonce = nonce;
-            save_nonce(p);
+            evm_nonce_save(p);
         }
         p->e->api->bridge_failed(p->e->ctx, p->name, seq, why);
     }
@@ -572,7 +241,7 @@ static void broadcast_chunk(struct evm_peer *p, size_t n) {
     json_decref(arr);
     if (!body || jrpc_post(p->rpc, body, strlen(body), on_bcast, b) < 0) {
         for (size_t i = 0; i < b->n; i++) {
-            struct evm_tx *t = tx_by_nonce(p, b->nonces[i]);
+            struct evm_tx *t = evm_tx_by_nonce(p, b->nonces[i]);
             if (t)
                 t->broadcast = 0;
         }
@@ -610,27 +279,6 @@ static void flush_soon(struct evm_peer *p) {
     }
 }
 
-/* Confirmed messages are remembered by seq, so that a message the bridge sends again after
- * its ack was lost or late (ack timeout, dead letter retried) is acked, not sent twice. */
-static int ack_key(const struct evm_peer *p, uint64_t seq, char *out, size_t cap) {
-    return snprintf(out, cap, "%s/a/%020" PRIu64, p->name, seq);
-}
-
-static void mark_acked(struct evm_peer *p, struct evm_tx *t) {
-    char k[160];
-    int kl = ack_key(p, t->seq, k, sizeof k);
-    p->e->api->store_put(p->e->ctx, p->e->db, k, (size_t)kl, t->hashes[t->nhash - 1],
-                         strlen(t->hashes[t->nhash - 1]));
-}
-
-static int was_acked(struct evm_peer *p, uint64_t seq) {
-    char k[160];
-    int kl = ack_key(p, seq, k, sizeof k);
-    const void *v;
-    size_t vl;
-    return p->e->api->store_get(p->e->ctx, p->e->db, k, (size_t)kl, &v, &vl) == 0;
-}
-
 static void on_durable(ado_ctx *ctx, int status, void *arg) {
     struct durable_arg *d = arg;
     struct evm_peer *p = d->e->stopping ? NULL : evm_peer_find(d->e, d->peer);
@@ -645,7 +293,7 @@ static void on_durable(ado_ctx *ctx, int status, void *arg) {
             nx = t->next;
             if (!t->durable && t->wgen <= gen) {
                 uint64_t seq = t->seq;
-                tx_remove(p, t);
+                evm_tx_remove(p, t);
                 p->e->api->bridge_failed(ctx, p->name, seq, "store commit failed");
             }
         }
@@ -682,9 +330,9 @@ int evm_peer_send(struct evm_peer *p, const struct ado_bridge_msg *msg) {
     struct evm *e = p->e;
     if (!p->up || !p->chain_ok || !p->nonce_ok || !p->fees_ok)
         return ADO_ECLOSED;
-    if (tx_by_seq(p, msg->seq))
+    if (evm_tx_by_seq(p, msg->seq))
         return 0; /* already on the wire (a re-send after a restart): await it */
-    if (was_acked(p, msg->seq)) {
+    if (evm_acked_was(p, msg->seq)) {
         /* Confirmed before: ack again (from a timer, after send returns), send nothing. */
         if (p->nreacks == p->reacks_cap) {
             size_t cap = p->reacks_cap ? p->reacks_cap * 2 : 16;
@@ -709,7 +357,7 @@ int evm_peer_send(struct evm_peer *p, const struct ado_bridge_msg *msg) {
     if (rc < 0) {
         e->api->log(e->ctx, ADO_LOG_WARN, "peer %s seq %" PRIu64 ": bad payload: %s", p->name,
                     msg->seq, why);
-        tx_free(t);
+        evm_tx_free(t);
         return ADO_EINVAL;
     }
     if (!t->gas_limit)
@@ -721,24 +369,24 @@ int evm_peer_send(struct evm_peer *p, const struct ado_bridge_msg *msg) {
     rc = tx_sign(p, t);
     if (rc == 0) {
         p->next_nonce++;
-        rc = save_tx(p, t);
+        rc = evm_tx_save(p, t);
     }
     if (rc == 0)
-        rc = save_nonce(p);
+        rc = evm_nonce_save(p);
     if (rc == 0)
         rc = request_durable(p);
     if (rc < 0) {
         /* The turn may still commit what was put: drop it in this same turn. */
         char k[160];
-        int kl = key_tx(p, t->nonce, k, sizeof k);
+        int kl = evm_tx_key(p, t->nonce, k, sizeof k);
         e->api->store_del(e->ctx, e->db, k, (size_t)kl);
         if (p->next_nonce == t->nonce + 1)
             p->next_nonce = t->nonce;
-        save_nonce(p);
-        tx_free(t);
+        evm_nonce_save(p);
+        evm_tx_free(t);
         return rc;
     }
-    tx_insert(p, t);
+    evm_tx_insert(p, t);
     return 0;
 }
 
@@ -790,14 +438,14 @@ static void finish_revert(struct evm_peer *p, struct evm_tx *t, const char *reas
     uint64_t seq = t->seq;
     p->e->api->log(p->e->ctx, ADO_LOG_WARN, "peer %s seq %" PRIu64 ": %s", p->name, seq, why);
     evm_metric(p, "evm_l2_txs_reverted_total", 1);
-    tx_remove(p, t);
+    evm_tx_remove(p, t);
     p->e->api->bridge_failed(p->e->ctx, p->name, seq, why);
 }
 
 static void on_replay(void *arg, int status, json_t *result, json_t *error) {
     struct revert_ctx *rc = arg;
     struct evm_peer *p = status == ADO_ECLOSED ? NULL : evm_peer_find(rc->e, rc->peer);
-    struct evm_tx *t = p ? tx_by_nonce(p, rc->nonce) : NULL;
+    struct evm_tx *t = p ? evm_tx_by_nonce(p, rc->nonce) : NULL;
     free(rc);
     if (!t)
         return;
@@ -828,7 +476,7 @@ static void start_revert(struct evm_peer *p, struct evm_tx *t) {
     snprintf(rc->peer, sizeof rc->peer, "%s", p->name);
     rc->nonce = t->nonce;
     ado_eth_address_lower(t->to, to);
-    u256_hex(&t->value, val);
+    evm_u256_hex(&t->value, val);
     snprintf(gas, sizeof gas, "0x%" PRIx64, t->gas_limit);
     snprintf(blk, sizeof blk, "0x%" PRIx64, t->rcpt_block ? t->rcpt_block - 1 : 0);
     memcpy(data, "0x", 2);
@@ -864,7 +512,7 @@ static void replace_stuck(struct evm_peer *p, struct evm_tx *t, uint64_t now) {
     struct ado_u256 old_fee = t->max_fee, old_prio = t->prio;
     t->max_fee = fee;
     t->prio = prio;
-    if (tx_sign(p, t) < 0 || save_tx(p, t) < 0 || request_durable(p) < 0) {
+    if (tx_sign(p, t) < 0 || evm_tx_save(p, t) < 0 || request_durable(p) < 0) {
         t->max_fee = old_fee;
         t->prio = old_prio;
         return;
@@ -922,8 +570,8 @@ static void tx_update(struct evm_peer *p, struct evm_tx *t, json_t *r, uint64_t 
     if (st == 1) {
         uint64_t seq = t->seq;
         evm_metric(p, "evm_l2_txs_confirmed_total", 1);
-        mark_acked(p, t);
-        tx_remove(p, t);
+        evm_acked_mark(p, t);
+        evm_tx_remove(p, t);
         p->e->api->bridge_acked(p->e->ctx, p->name, seq);
     } else {
         start_revert(p, t);
@@ -997,7 +645,7 @@ static void tick_apply(struct evm_peer *p, struct tick *k, json_t **by_id, size_
             t->broadcast = 0;
         p->nonce_ok = 1;
         if (before != p->next_nonce || p->ntx == 0)
-            save_nonce(p);
+            evm_nonce_save(p);
         e->api->log(e->ctx, ADO_LOG_INFO,
                     "peer %s: chain %" PRIu64 ", account %s, next nonce %" PRIu64
                     ", %zu in flight, head %" PRIu64,
@@ -1019,7 +667,7 @@ static void tick_apply(struct evm_peer *p, struct tick *k, json_t **by_id, size_
             if (r && json_is_object(r) && !found)
                 found = r;
         }
-        struct evm_tx *t = tx_by_nonce(p, nonce);
+        struct evm_tx *t = evm_tx_by_nonce(p, nonce);
         if (t)
             tx_update(p, t, found, now);
         i = j;
@@ -1034,14 +682,14 @@ static void tick_apply(struct evm_peer *p, struct tick *k, json_t **by_id, size_
         uint64_t seq = t->seq;
         char why[200];
         snprintf(why, sizeof why, "nonce %" PRIu64 " was used by another transaction", t->nonce);
-        tx_remove(p, t);
+        evm_tx_remove(p, t);
         e->api->bridge_failed(e->ctx, p->name, seq, why);
     }
     if (p->ntx == 0 && p->next_nonce != pending && pending == p->latest_count) {
         e->api->log(e->ctx, ADO_LOG_WARN, "peer %s: nonce resync %" PRIu64 " -> %" PRIu64, p->name,
                     p->next_nonce, pending);
         p->next_nonce = pending;
-        save_nonce(p);
+        evm_nonce_save(p);
     }
     broadcast_pending(p);
     evm_events_poll(p);
@@ -1149,34 +797,6 @@ struct evm_peer *evm_peer_find(struct evm *e, const char *name) {
     return NULL;
 }
 
-static int read_settings(struct evm_peer *p, char why[256]) {
-    json_t *c = p->cfg;
-    uint64_t pct;
-    if (cfg_u64(c, "chain_id", 0, &p->chain_id) < 0 || p->chain_id == 0) {
-        snprintf(why, 256, "chain_id is required (the L2's EIP-155 chain id)");
-        return ADO_ECONFIG;
-    }
-    if (cfg_u64(c, "confirmations", 2, &p->confirmations) < 0 || p->confirmations == 0 ||
-        cfg_ms(c, "poll_interval", 1000, &p->poll_ms) < 0 || p->poll_ms < 10 ||
-        cfg_ms(c, "stuck_timeout", 60000, &p->stuck_ms) < 0 ||
-        cfg_u64(c, "gas_limit", 500000, &p->default_gas) < 0 ||
-        cfg_u64(c, "max_inflight", 4096, &p->max_inflight) < 0 ||
-        cfg_u64(c, "priority_percentile", 50, &pct) < 0 || pct > 100) {
-        snprintf(why, 256,
-                 "a number or duration is invalid (confirmations >= 1, "
-                 "poll_interval >= 10ms, priority_percentile 0..100)");
-        return ADO_ECONFIG;
-    }
-    p->prio_percentile = (int)pct;
-    if (cfg_wei(c, "max_fee_per_gas", "500gwei", &p->fee_cap) < 0 ||
-        cfg_wei(c, "max_priority_fee_per_gas", "10gwei", &p->prio_cap) < 0 ||
-        cfg_wei(c, "min_priority_fee_per_gas", "1000000", &p->prio_min) < 0) {
-        snprintf(why, 256, "a fee setting is not wei (\"123\", \"0x7b\") or \"<n>gwei\"");
-        return ADO_ECONFIG;
-    }
-    return 0;
-}
-
 static void peer_free(struct evm_peer *p) {
     if (!p)
         return;
@@ -1185,7 +805,7 @@ static void peer_free(struct evm_peer *p) {
     while (p->txs) {
         struct evm_tx *t = p->txs;
         p->txs = t->next;
-        tx_free(t);
+        evm_tx_free(t);
     }
     evm_events_free(p);
     free(p->reacks);
@@ -1215,7 +835,7 @@ int evm_peer_open(struct evm *e, const char *name, const char *url, const char *
     if (opt && json_is_object(opt))
         json_object_update(p->cfg, opt); /* the peer's options win */
     json_decref(opt);
-    int rc = read_settings(p, why);
+    int rc = evm_settings_read(p, why);
     uint8_t key[32];
     if (rc == 0)
         rc = evm_load_key(p->cfg, key, why);
@@ -1238,7 +858,7 @@ int evm_peer_open(struct evm *e, const char *name, const char *url, const char *
             rc = ADO_ECONFIG;
         } else {
             uint64_t tmo;
-            cfg_ms(p->cfg, "rpc_timeout", 10000, &tmo);
+            evm_cfg_ms(p->cfg, "rpc_timeout", 10000, &tmo);
             rc = jrpc_new(e->api->uv_loop(e->ctx), url, 4, tmo, &p->rpc);
             if (rc == ADO_EINVAL)
                 snprintf(why, 256, "bad L2 URL %s (want http://host:port[/path])", url);
@@ -1250,7 +870,7 @@ int evm_peer_open(struct evm *e, const char *name, const char *url, const char *
     }
     ado_eth_signer_address(p->signer, p->addr);
     ado_eth_address_checksum(p->addr, p->addr_hex);
-    rc = load_state(p);
+    rc = evm_state_load(p);
     if (rc == 0)
         rc = e->api->timer_start(e->ctx, 0, p->poll_ms, on_timer, p, &p->timer);
     if (rc < 0) {
@@ -1284,8 +904,8 @@ void evm_peer_close(struct evm_peer *p) {
 
 json_t *evm_peer_status(struct evm_peer *p) {
     char fee[70], prio[70];
-    u256_hex(&p->base_fee, fee);
-    u256_hex(&p->prio_fee, prio);
+    evm_u256_hex(&p->base_fee, fee);
+    evm_u256_hex(&p->prio_fee, prio);
     json_t *txs = json_array();
     for (struct evm_tx *t = p->txs; t; t = t->next)
         json_array_append_new(txs, json_pack("{s:I,s:I,s:s,s:i,s:b,s:I}", "seq", (json_int_t)t->seq,
