@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// Deploy MintThrottleController (which creates TRNToken) and TRNSettlement to any
-// EVM chain, grant the settlement the controller's MINTER_ROLE, hand the controller's
+// Deploy MintThrottleController (which creates TRNToken), TRNSettlement and TRNDeposits to
+// any EVM chain, grant the settlement the controller's MINTER_ROLE, hand the controller's
 // admin role to governance, and print the addresses as JSON on stdout.
 //
 //   node scripts/deploy.mjs --rpc URL --key HEXKEY [options]
@@ -59,6 +59,11 @@ export async function deployAll(signer, opts = {}) {
   const C = loadArtifact('MintThrottleController');
   const S = loadArtifact('TRNSettlement');
   const T = loadArtifact('TRNToken');
+  // A build/ made before TRNDeposits existed lacks its artifact: compile once then.
+  if (!fs.existsSync(path.join(root, 'build', 'TRNDeposits.json'))) {
+    (await import('./compile.mjs')).compile({ quiet: true });
+  }
+  const D = loadArtifact('TRNDeposits');
 
   // The deployer is the controller's admin until the roles are set up.
   const controller = await new ethers.ContractFactory(C.abi, C.bytecode, signer).deploy(
@@ -71,6 +76,11 @@ export async function deployAll(signer, opts = {}) {
     controllerAddr, o.oracle, o.governance, o.guardian, o.challengeWindow, o.firstEpoch);
   await wait(settlement.deploymentTransaction());
   const settlementAddr = await settlement.getAddress();
+
+  // Where accounts deposit TRN to fund their L3 balance (no roles: anyone deposits).
+  const deposits = await new ethers.ContractFactory(D.abi, D.bytecode, signer).deploy(tokenAddr);
+  await wait(deposits.deploymentTransaction());
+  const depositsAddr = await deposits.getAddress();
 
   const MINTER_ROLE = await controller.MINTER_ROLE();
   const ADMIN_ROLE = await controller.DEFAULT_ADMIN_ROLE();
@@ -89,6 +99,7 @@ export async function deployAll(signer, opts = {}) {
     tokenSymbol: await token.symbol(),
     controller: controllerAddr,
     settlement: settlementAddr,
+    deposits: depositsAddr,
     oracle: o.oracle,
     governance: o.governance,
     guardian: o.guardian,
