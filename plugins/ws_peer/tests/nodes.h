@@ -35,6 +35,7 @@ struct tn_node {
     pid_t pid;
     char peers_yaml[4096]; /* the bridge.peers items */
     char extra_ws[256];    /* extra keys for ws_peer's config block */
+    int no_sink;           /* 1: leave the sink.lua fixture out (benchmarks: its log grows) */
 };
 
 static inline uint64_t tn_ms(void) {
@@ -111,9 +112,10 @@ static inline void tn_write_config(struct tn_node *n) {
             "  - name: ws_peer\n    path: ws_peer\n    config:\n"
             "      listen: \"127.0.0.1:%d\"\n      heartbeat: 300ms\n      heartbeat_misses: 3\n"
             "      reconnect_initial: 50ms\n      reconnect_max: 400ms\n"
-            "      handshake_timeout: 2s\n      ack_timeout: 3s\n      max_frame: 64KiB\n%s"
-            "  - {name: sink, path: %s/sink.lua}\n",
-            n->name, n->layer, n->rpc_port, n->ws_port, n->extra_ws, TN_FIXTURES);
+            "      handshake_timeout: 2s\n      ack_timeout: 3s\n      max_frame: 64KiB\n%s",
+            n->name, n->layer, n->rpc_port, n->ws_port, n->extra_ws);
+    if (!n->no_sink)
+        fprintf(f, "  - {name: sink, path: %s/sink.lua}\n", TN_FIXTURES);
     if (n->peers_yaml[0])
         fprintf(f, "bridge:\n  peers:\n%s", n->peers_yaml);
     fclose(f);
