@@ -104,6 +104,8 @@ struct ado_rpc {
     uint64_t next_sub_id;
     uint64_t last_commit_errors;
     struct rpc_echo *echoes; /* delayed rpc_echo replies */
+    unsigned char *wbuf;     /* WebSocket write batch, reused by every connection */
+    size_t wcap;
     int closing;
 };
 

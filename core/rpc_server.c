@@ -3,7 +3,11 @@
  * One lws protocol serves everything: HTTP (POST /rpc, GET /healthz /readyz /metrics,
  * OPTIONS for CORS) and WebSocket upgrades on /ws. Each connection's per-session data is a
  * struct rpc_conn. Answers and notifications wait in a per-connection queue written when
- * lws says the socket is writable:
+ * lws says the socket is writable. Each writeable callback frames everything queued (up to
+ * WRITE_BATCH bytes) into one buffer and hands it to lws in a single raw write, so a burst of
+ * pipelined answers costs one send() instead of one send() and one poll() per answer.
+ * Answers are framed as they arrive into "frames" blocks at the queue's tail (no allocation
+ * per answer); notifications stay separate messages because their bound counts them.
  *  - answers to the client's own calls are bounded by pausing reads (rx flow control) while
  *    too many bytes wait or too many calls are in flight;
  *  - bus events are bounded by node.rpc.subscriber_queue per connection: past it they are
@@ -22,9 +26,12 @@
 #include "node.h"
 #include "rpc_priv.h"
 
-#define OUT_HIGH            (4u << 20) /* pause reading while this many answer bytes wait */
-#define OUT_LOW             (1u << 20)
-#define WRITES_PER_CALLBACK 64
+#define OUT_HIGH    (4u << 20) /* pause reading while this many answer bytes wait */
+#define OUT_LOW     (1u << 20)
+#define WRITE_BATCH (32u << 10)        /* bytes of frames per writeable callback (one send) */
+#define FRAMES_MIN  4096               /* smallest "frames" block */
+#define WS_HDR_MAX  10                 /* server-to-client frame header: no mask */
+#define MARKER_MAX  (160 + WS_HDR_MAX) /* a rendered drop marker, framed */
 
 enum { H_NONE = 0, H_RPC, H_HEALTH, H_READY, H_METRICS, H_OPTIONS, H_NOTFOUND, H_METHOD };
 
@@ -32,12 +39,14 @@ struct rpc_sub;
 
 struct rpc_msg {
     struct rpc_msg *next;
+    int frames; /* buf holds whole WebSocket frames (answers), cap bytes of room */
+    size_t cap;
     int notif;           /* counts against the subscriber queue bound */
     int marker;          /* a drop marker: text is made when written */
     struct rpc_sub *sub; /* marker: its subscription (NULL once gone) */
     uint64_t sub_id, dropped;
     size_t len;
-    unsigned char buf[]; /* LWS_PRE bytes, then the text */
+    unsigned char buf[]; /* LWS_PRE bytes, then the text (or the frames) */
 };
 
 struct rpc_sub {
@@ -62,6 +71,7 @@ struct rpc_conn {
     /* output queue */
     struct rpc_msg *qh, *qt;
     size_t qbytes, qnotifs;
+    int want_write; /* lws_callback_on_writable asked and not yet called back */
     struct rpc_sub *subs;
     size_t nsubs;
     /* HTTP transaction */
@@ -380,6 +390,15 @@ static struct rpc_msg *msg_new(const char *text, size_t len) {
     return m;
 }
 
+/* Ask lws for a writeable callback once per round: asking again before it came is a no-op
+ * that still costs a trip through lws. */
+static void want_write(struct rpc_conn *c) {
+    if (c->want_write)
+        return;
+    c->want_write = 1;
+    lws_callback_on_writable(c->wsi);
+}
+
 static void q_push(struct rpc_conn *c, struct rpc_msg *m) {
     m->next = NULL;
     if (c->qt)
@@ -390,7 +409,48 @@ static void q_push(struct rpc_conn *c, struct rpc_msg *m) {
     c->qbytes += m->len;
     if (m->notif)
         c->qnotifs++;
-    lws_callback_on_writable(c->wsi);
+    want_write(c);
+}
+
+/* Write a server-to-client (unmasked) text frame header for `len` bytes; its size. */
+static size_t ws_frame_header(unsigned char *p, size_t len) {
+    p[0] = 0x81; /* FIN, text */
+    if (len < 126) {
+        p[1] = (unsigned char)len;
+        return 2;
+    }
+    if (len < 65536) {
+        p[1] = 126;
+        p[2] = (unsigned char)(len >> 8);
+        p[3] = (unsigned char)len;
+        return 4;
+    }
+    p[1] = 127;
+    for (int i = 0; i < 8; i++)
+        p[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
+    return 10;
+}
+
+/* Queue an answer as a frame in the "frames" block at the tail, opening one when needed. */
+static int q_answer(struct rpc_conn *c, const char *text, size_t len) {
+    struct rpc_msg *t = c->qt;
+    if (!t || !t->frames || t->len + WS_HDR_MAX + len > t->cap) {
+        size_t cap = len + WS_HDR_MAX > FRAMES_MIN ? len + WS_HDR_MAX : FRAMES_MIN;
+        t = malloc(sizeof *t + LWS_PRE + cap);
+        if (!t)
+            return ADO_ENOMEM;
+        memset(t, 0, sizeof *t);
+        t->frames = 1;
+        t->cap = cap;
+        q_push(c, t);
+    }
+    unsigned char *p = t->buf + LWS_PRE + t->len;
+    size_t h = ws_frame_header(p, len);
+    memcpy(p + h, text, len);
+    t->len += h + len;
+    c->qbytes += h + len;
+    want_write(c);
+    return 0;
 }
 
 static void flow_check(struct rpc_conn *c) {
@@ -422,11 +482,8 @@ void ado_rpc_conn_send(struct rpc_conn *c, char *text, size_t len) {
         http_respond(c, c->auth < 0 ? 401 : 200, 1, text, len);
         return;
     }
-    struct rpc_msg *m = msg_new(text, len);
+    q_answer(c, text, len);
     free(text);
-    if (!m)
-        return;
-    q_push(c, m);
     flow_check(c);
 }
 
@@ -597,7 +654,7 @@ static int ws_receive(struct rpc_conn *c, const char *in, size_t len) {
 
 static void marker_render(struct rpc_msg **pm) {
     struct rpc_msg *m = *pm;
-    char t[160];
+    char t[MARKER_MAX - WS_HDR_MAX];
     int n = snprintf(t, sizeof t,
                      "{\"jsonrpc\":\"2.0\",\"method\":\"bus_subscription\",\"params\":{"
                      "\"subscription\":\"0x%llx\",\"result\":{\"dropped\":%llu}}}",
@@ -611,32 +668,69 @@ static void marker_render(struct rpc_msg **pm) {
     }
 }
 
+/* Take the queue's head off the queue. */
+static struct rpc_msg *q_pop(struct rpc_conn *c) {
+    struct rpc_msg *m = c->qh;
+    c->qh = m->next;
+    if (!c->qh)
+        c->qt = NULL;
+    c->qbytes -= m->len;
+    if (m->notif)
+        c->qnotifs--;
+    return m;
+}
+
+/* Room for `n` bytes of frames in the shared write buffer (after LWS_PRE). */
+static unsigned char *wbuf_room(struct ado_rpc *rpc, size_t n) {
+    if (LWS_PRE + n > rpc->wcap) {
+        size_t nc = LWS_PRE + (n > WRITE_BATCH ? n : WRITE_BATCH);
+        unsigned char *b = realloc(rpc->wbuf, nc);
+        if (!b)
+            return NULL;
+        rpc->wbuf = b;
+        rpc->wcap = nc;
+    }
+    return rpc->wbuf + LWS_PRE;
+}
+
+/* Append message `m` (rendered: text or frames) to the batch at `out` + *n. */
+static void batch_put(unsigned char *out, size_t *n, const struct rpc_msg *m) {
+    const unsigned char *src = m->buf + LWS_PRE;
+    if (!m->frames)
+        *n += ws_frame_header(out + *n, m->len);
+    memcpy(out + *n, src, m->len);
+    *n += m->len;
+}
+
+/* Frame everything queued, up to WRITE_BATCH bytes (at least one message), into the shared
+ * buffer and write it at once. lws keeps what the socket did not take and sends it before
+ * calling us again, so frames never interleave. */
 static int ws_writeable(struct rpc_conn *c) {
-    for (int i = 0; i < WRITES_PER_CALLBACK && c->qh; i++) {
-        struct rpc_msg *m = c->qh;
-        c->qh = m->next;
-        if (!c->qh)
-            c->qt = NULL;
-        c->qbytes -= m->len;
-        if (m->notif)
-            c->qnotifs--;
-        if (m->marker)
-            marker_render(&m);
-        if (m->marker) { /* out of memory rendering it: skip */
-            if (m->sub && m->sub->marker == m)
-                m->sub->marker = NULL;
-            free(m);
-            continue;
-        }
-        int n = lws_write(c->wsi, m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT);
-        free(m);
-        if (n < 0)
-            return -1;
-        if (lws_send_pipe_choked(c->wsi))
+    struct ado_rpc *rpc = c->rpc;
+    size_t n = 0;
+    c->want_write = 0;
+    while (c->qh) {
+        const struct rpc_msg *h = c->qh;
+        size_t need = h->marker ? MARKER_MAX : h->len + (h->frames ? 0 : WS_HDR_MAX);
+        if (n && n + need > WRITE_BATCH)
             break;
+        struct rpc_msg *m = q_pop(c);
+        if (m->marker)
+            marker_render(&m); /* stays a marker only when out of memory: skipped */
+        unsigned char *out = m->marker ? NULL : wbuf_room(rpc, n + m->len + WS_HDR_MAX);
+        if (out)
+            batch_put(out, &n, m);
+        free(m);
+    }
+    if (n && lws_write(c->wsi, rpc->wbuf + LWS_PRE, n, LWS_WRITE_RAW) < 0)
+        return -1;
+    if (rpc->wcap > 4 * WRITE_BATCH) { /* after one huge answer: give the memory back */
+        free(rpc->wbuf);
+        rpc->wbuf = NULL;
+        rpc->wcap = 0;
     }
     if (c->qh)
-        lws_callback_on_writable(c->wsi);
+        want_write(c);
     flow_check(c);
     return 0;
 }
@@ -902,7 +996,8 @@ static int rpc_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
 }
 
 static const struct lws_protocols rpc_protocols[] = {
-    {"adonode-jsonrpc", rpc_callback, sizeof(struct rpc_conn), 0, 0, NULL, 0},
+    /* tx_packet_size: one send() may carry a whole write batch (lws' default is 4 KiB). */
+    {"adonode-jsonrpc", rpc_callback, sizeof(struct rpc_conn), 0, 0, NULL, WRITE_BATCH + 64},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
@@ -1026,4 +1121,7 @@ void ado_rpc_server_close(struct ado_rpc *rpc) {
                       rpc->nconns);
     rpc->conns = NULL;
     rpc->nconns = 0;
+    free(rpc->wbuf);
+    rpc->wbuf = NULL;
+    rpc->wcap = 0;
 }
