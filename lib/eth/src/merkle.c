@@ -76,30 +76,68 @@ static int run_jobs(struct job *jobs, int k) {
     return 0;
 }
 
+#define BATCH 64 /* messages handed to the Keccak batch at once (it hashes 8 at a time) */
+
+/* Leaf hashes of records lo..hi-1: keccak256(keccak256(0^12 ‖ address ‖ amount)). */
 static void leaf_job(struct job *j) {
-    for (size_t i = j->lo; i < j->hi; i++) {
-        const uint8_t *r = j->in + i * ADO_MERKLE_ADDR_U256;
-        ado_merkle_leaf_addr_u256(r, r + 20, j->hashes[i]);
+    uint8_t enc[BATCH][64];
+    const uint8_t *msgs[BATCH];
+    uint8_t *outs[BATCH];
+    for (int k = 0; k < BATCH; k++) {
+        memset(enc[k], 0, 12);
+        msgs[k] = enc[k];
+    }
+    for (size_t i = j->lo; i < j->hi; i += BATCH) {
+        size_t cnt = j->hi - i < BATCH ? j->hi - i : BATCH;
+        for (size_t k = 0; k < cnt; k++) {
+            memcpy(enc[k] + 12, j->in + (i + k) * ADO_MERKLE_ADDR_U256, ADO_MERKLE_ADDR_U256);
+            outs[k] = j->hashes[i + k];
+        }
+        ado_keccak256d_batch(msgs, 64, outs, cnt);
     }
 }
 
-/* Hashes the inner nodes of the subtree rooted at j->part (1 or 2), deepest level first. */
+/* Node hashes of tree[lo..hi] (all on one level, children already hashed): each is the hash of
+ * its two children, the smaller first. Children are adjacent in the array, so a pair already
+ * in order is hashed in place; a pair out of order is copied swapped. */
+static void hash_nodes(uint8_t (*t)[32], size_t lo, size_t hi) {
+    uint8_t swapped[BATCH][64];
+    const uint8_t *msgs[BATCH];
+    uint8_t *outs[BATCH];
+    for (size_t i = lo; i <= hi; i += BATCH) {
+        size_t cnt = hi - i + 1 < BATCH ? hi - i + 1 : BATCH;
+        for (size_t k = 0; k < cnt; k++) {
+            const uint8_t *l = t[2 * (i + k) + 1], *r = t[2 * (i + k) + 2];
+            if (memcmp(l, r, 32) <= 0) {
+                msgs[k] = l;
+            } else {
+                memcpy(swapped[k], r, 32);
+                memcpy(swapped[k] + 32, l, 32);
+                msgs[k] = swapped[k];
+            }
+            outs[k] = t[i + k];
+        }
+        ado_keccak256_batch(msgs, 64, outs, cnt);
+    }
+}
+
+/* Hashes the inner nodes of the subtree rooted at j->part (1 or 2; 0: the whole tree),
+ * deepest level first. */
 static void node_job(struct job *j) {
     uint8_t(*t)[32] = j->m->tree;
     size_t last = j->m->n - 2; /* last inner node */
     int maxd = 0;
     while (((size_t)2 << maxd) - 1 <= last)
         maxd++;
-    for (int d = maxd; d >= 1; d--) {
-        size_t half = (size_t)1 << (d - 1);
-        size_t lo = ((size_t)1 << d) - 1 + (size_t)(j->part - 1) * half;
-        size_t hi = lo + half - 1;
+    for (int d = maxd; d >= (j->part ? 1 : 0); d--) {
+        size_t width = j->part ? (size_t)1 << (d - 1) : (size_t)1 << d;
+        size_t lo = ((size_t)1 << d) - 1 + (j->part ? (size_t)(j->part - 1) * width : 0);
+        size_t hi = lo + width - 1;
         if (lo > last)
             continue;
         if (hi > last)
             hi = last;
-        for (size_t i = hi + 1; i-- > lo;)
-            ado_merkle_node_hash(t[2 * i + 1], t[2 * i + 2], t[i]);
+        hash_nodes(t, lo, hi);
     }
 }
 
@@ -243,8 +281,8 @@ static int build_from_hashes(struct ado_merkle *m, const uint8_t (*h)[32], int t
         run_jobs(jobs, 2);
         ado_merkle_node_hash(m->tree[1], m->tree[2], m->tree[0]);
     } else {
-        for (size_t i = n - 1; i-- > 0;)
-            ado_merkle_node_hash(m->tree[2 * i + 1], m->tree[2 * i + 2], m->tree[i]);
+        struct job whole = {.part = 0, .m = m};
+        node_job(&whole);
     }
     return 0;
 }

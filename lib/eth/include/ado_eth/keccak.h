@@ -34,4 +34,14 @@ void ado_keccak256(const void *data, size_t len, uint8_t out[ADO_KECCAK256_LEN])
 /* Keccak-256 of a ‖ b where both are 32 bytes (Merkle node hash helper). */
 void ado_keccak256_pair(const uint8_t a[32], const uint8_t b[32], uint8_t out[ADO_KECCAK256_LEN]);
 
+/* Keccak-256 of n messages of the same length len: msgs[k] (len bytes, borrowed) hashes into
+ * out[k] (32 bytes; may alias msgs[k]). For len below ADO_KECCAK256_RATE (one block) and n of 8
+ * or more, 8 messages are hashed at once where the CPU has AVX-512F (chosen at run time); the
+ * digests are always those of ado_keccak256. */
+void ado_keccak256_batch(const uint8_t *const *msgs, size_t len, uint8_t *const *out, size_t n);
+
+/* Same as ado_keccak256_batch with out[k] = keccak256(keccak256(msgs[k])) (the double hash of
+ * StandardMerkleTree leaves). */
+void ado_keccak256d_batch(const uint8_t *const *msgs, size_t len, uint8_t *const *out, size_t n);
+
 #endif
