@@ -24,7 +24,7 @@ static void bad_params(ado_call *call, const char *msg) {
     ado_rpc_error(call, -32602, msg, NULL);
 }
 
-static void b_rpc_methods(struct ado_rpc *rpc, ado_call *call, json_t *params) {
+static void b_rpc_methods(struct ado_rpc *rpc, ado_call *call, struct rpc_params *params) {
     (void)params;
     json_t *a = json_array();
     for (size_t i = 0; a && i < rpc->nmethods; i++) {
@@ -68,7 +68,13 @@ void ado_rpc_echo_cancel_all(struct ado_rpc *rpc) {
 }
 
 /* rpc_echo: answers its params; {"delay_ms": N, ...} answers after N ms (tests, benches). */
-static void b_rpc_echo(struct ado_rpc *rpc, ado_call *call, json_t *params) {
+static void b_rpc_echo(struct ado_rpc *rpc, ado_call *call, struct rpc_params *p) {
+    /* Without an object there is no delay_ms: canonical text is its own answer. */
+    if (!p->present || (p->text && p->canon && p->text[0] != '{')) {
+        ado_rpc_reply_valid(call, p->present ? p->text : "null", p->present ? p->len : 4);
+        return;
+    }
+    json_t *params = ado_rpc_params_json(p);
     json_t *res = params ? json_incref(params) : json_null();
     json_t *d = json_is_object(params) ? json_object_get(params, "delay_ms") : NULL;
     if (!d || !rpc->node->loop) {
@@ -105,7 +111,7 @@ static uint64_t wall_ms(void) {
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static void b_node_info(struct ado_rpc *rpc, ado_call *call, json_t *params) {
+static void b_node_info(struct ado_rpc *rpc, ado_call *call, struct rpc_params *params) {
     (void)params;
     struct ado_node *n = rpc->node;
     const char *name = n->cfg && n->cfg->node_name ? n->cfg->node_name : "";
@@ -129,7 +135,7 @@ static json_t *str_or_null(const char *s) {
     return s ? json_string(s) : json_null();
 }
 
-static void b_node_plugins(struct ado_rpc *rpc, ado_call *call, json_t *params) {
+static void b_node_plugins(struct ado_rpc *rpc, ado_call *call, struct rpc_params *params) {
     (void)params;
     struct ado_node *n = rpc->node;
     json_t *a = json_array();
@@ -150,7 +156,8 @@ static void b_node_plugins(struct ado_rpc *rpc, ado_call *call, json_t *params) 
 }
 
 /* params {"topic": T, "data": D} or [T, D]. */
-static void b_bus_publish(struct ado_rpc *rpc, ado_call *call, json_t *params) {
+static void b_bus_publish(struct ado_rpc *rpc, ado_call *call, struct rpc_params *p) {
+    json_t *params = ado_rpc_params_json(p);
     json_t *t = NULL, *d = NULL;
     if (json_is_object(params)) {
         t = json_object_get(params, "topic");
@@ -198,7 +205,8 @@ static int on_ws(ado_call *call) {
 }
 
 /* params [PATTERN] or {"topic": PATTERN}; result: the subscription id ("0x1f"). */
-static void b_bus_subscribe(struct ado_rpc *rpc, ado_call *call, json_t *params) {
+static void b_bus_subscribe(struct ado_rpc *rpc, ado_call *call, struct rpc_params *p) {
+    json_t *params = ado_rpc_params_json(p);
     (void)rpc;
     json_t *t = first_param(params, "topic");
     if (!json_is_string(t) || ado_bus_pattern_valid(json_string_value(t))) {
@@ -225,7 +233,8 @@ static void b_bus_subscribe(struct ado_rpc *rpc, ado_call *call, json_t *params)
 }
 
 /* params [ID]; result true, or false when the id is unknown (as eth_unsubscribe). */
-static void b_bus_unsubscribe(struct ado_rpc *rpc, ado_call *call, json_t *params) {
+static void b_bus_unsubscribe(struct ado_rpc *rpc, ado_call *call, struct rpc_params *p) {
+    json_t *params = ado_rpc_params_json(p);
     (void)rpc;
     json_t *t = first_param(params, "subscription");
     uint64_t id = 0;

@@ -25,10 +25,22 @@ extern const double ado_rpc_buckets[RPC_NBUCKETS];
 struct rpc_conn;
 struct rpc_req;
 
-typedef void (*rpc_builtin_fn)(struct ado_rpc *rpc, ado_call *call, json_t *params);
+/* A call's params while its handler runs: the request's own text when the fast path read it,
+ * and a jansson tree made on first demand (ado_rpc_params_json). */
+struct rpc_params {
+    const char *text; /* NULL: none in the text (absent, or only `json` is known) */
+    size_t len;
+    int canon;    /* `text` is byte for byte jansson's compact dump of the value */
+    int present;  /* the call had params */
+    json_t *json; /* borrowed from the request's tree, or parsed from `text` (then owned) */
+    int owned;
+};
+
+typedef void (*rpc_builtin_fn)(struct ado_rpc *rpc, ado_call *call, struct rpc_params *params);
 
 struct rpc_method {
     char *name;
+    size_t nlen;
     char *desc;
     int role;           /* enum rpc_role required (RPC_ROLE_READER for "anyone allowed") */
     ado_rpc_fn fn;      /* plugin handler, or NULL */
@@ -44,7 +56,9 @@ struct ado_call {
     struct ado_rpc *rpc;
     struct rpc_req *req;
     struct rpc_method *m;
-    json_t *id; /* NULL for a notification (no answer is sent) */
+    char *id; /* the id's JSON text (idbuf or malloc'd); NULL: a notification, no answer */
+    size_t idlen;
+    char idbuf[24];
     size_t slot;
     uint64_t seq;
     uint64_t t0_ns;
@@ -60,8 +74,10 @@ struct rpc_req {
     void *local_arg;
     int batch;
     size_t n, pending;
-    char **out; /* answer text per slot (NULL: notification) */
+    char **out; /* answer text per slot (NULL: notification); out1 for a single call */
     size_t *outlen;
+    char *out1[1];
+    size_t outlen1[1];
     struct rpc_req *prev, *next; /* conn->reqs */
 };
 
@@ -81,6 +97,8 @@ struct ado_rpc {
     struct ado_node *node;
     struct rpc_method **methods;
     size_t nmethods, capmethods;
+    struct rpc_method **mtab; /* open-addressing index by name (NULL: search the array) */
+    size_t mcap;
     struct ado_call *calls; /* every unanswered call */
     uint64_t next_seq, cur_seq;
     int cur_failed;
@@ -125,6 +143,10 @@ int ado_rpc_register_builtin(struct ado_rpc *rpc, const char *method, const char
                              const char *description, rpc_builtin_fn fn);
 /* Answer with `result` (stolen). */
 int ado_rpc_reply_json(ado_call *call, json_t *result);
+/* Answer with JSON text already known to be valid (not checked again). */
+int ado_rpc_reply_valid(ado_call *call, const char *result, size_t len);
+/* The params as a jansson tree (NULL when absent or out of memory); borrowed. */
+json_t *ado_rpc_params_json(struct rpc_params *p);
 /* 1 when the node is ready: required plugins running and the store writable. `why` gets a
  * reason otherwise. */
 int ado_rpc_ready(struct ado_rpc *rpc, char *why, size_t whylen);

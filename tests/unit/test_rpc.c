@@ -152,6 +152,93 @@ Test(rpc_local, dispatch_error_codes_and_roles) {
     free(l.last);
 }
 
+/* Answers with the params text it was given, which must be NUL-terminated. */
+static void params_handler(ado_ctx *ctx, ado_call *call, const char *p, size_t len, void *a) {
+    (void)ctx, (void)a;
+    cr_assert_eq(p[len], 0);
+    ado_rpc_reply(call, p, len);
+}
+
+/* Answers with params[0], a string holding the answer's JSON text (valid or not). */
+static void reply_handler(ado_ctx *ctx, ado_call *call, const char *p, size_t len, void *a) {
+    (void)ctx, (void)a;
+    json_t *v = json_loadb(p, len, 0, NULL);
+    const char *t = json_string_value(json_array_get(v, 0));
+    ado_rpc_reply(call, t, strlen(t));
+    json_decref(v);
+}
+
+/* The request scanner (fast path) and jansson (batches, escapes, reals...) must answer alike:
+ * exact answer texts, including jansson's normalisation of what the scanner hands over. */
+Test(rpc_local, fast_path_answers_as_jansson) {
+    struct ado_node node;
+    memset(&node, 0, sizeof node);
+    struct ado_rpc *rpc = NULL;
+    cr_assert_eq(ado_rpc_new(&node, &rpc), 0);
+    cr_assert_eq(ado_rpc_register(rpc, NULL, "t_params", NULL, "", params_handler, NULL), 0);
+    cr_assert_eq(ado_rpc_register(rpc, NULL, "t_reply", NULL, "", reply_handler, NULL), 0);
+    static const char *const cases[][2] = {
+        {"{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"rpc_echo\",\"params\":[1,\"a\",true,null,{"
+         "\"k\":[]}]}",
+         "{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":[1,\"a\",true,null,{\"k\":[]}]}"},
+        {" { \"jsonrpc\" : \"2.0\" , \"id\" : \"x\" , \"method\" : \"rpc_echo\" , \"params\" : [ 1 "
+         ", 2 ] } ",
+         "{\"jsonrpc\":\"2.0\",\"id\":\"x\",\"result\":[1,2]}"},
+        {"{\"jsonrpc\":\"2.0\",\"id\":1.50,\"method\":\"rpc_echo\","
+         "\"params\":[2.50,-0,\"a\\/b\",{\"a\":1,\"a\":2},1e2]}",
+         "{\"jsonrpc\":\"2.0\",\"id\":1.5,\"result\":[2.5,0,\"a/b\",{\"a\":2},100.0]}"},
+        {"{\"jsonr\\u0070c\":\"2.0\",\"id\":\"\\u0041\",\"method\":\"rpc_echo\",\"params\":["
+         "\"\xc3\xa9\"]}",
+         "{\"jsonrpc\":\"2.0\",\"id\":\"A\",\"result\":[\"\xc3\xa9\"]}"},
+        {"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x_y\",\"method\":\"rpc_echo\",\"params\":[3]}",
+         "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":[3]}"},
+        {"{\"jsonrpc\":\"2.0\",\"id\":{},\"method\":\"rpc_echo\"}",
+         "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32600,"
+         "\"message\":\"invalid request: id must be a string or number\"}}"},
+        {"{\"jsonrpc\":\"2.0\",\"id\":null,\"method\":\"rpc_echo\"}",
+         "{\"jsonrpc\":\"2.0\",\"id\":null,\"result\":null}"},
+        {"{\"jsonrpc\":\"2.0\",\"id\":12345678901234567890,\"method\":\"rpc_echo\"}",
+         "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32700,\"message\":\"parse "
+         "error\"}}"},
+        {"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"rpc_echo\",\"params\":[1e400]}",
+         "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32700,\"message\":\"parse "
+         "error\"}}"},
+        {"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"rpc_echo\",\"params\":[1,]}",
+         "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32700,\"message\":\"parse "
+         "error\"}}"},
+        {"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"rpc_echo\"} x",
+         "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32700,\"message\":\"parse "
+         "error\"}}"},
+        {"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"rpc_echo\",\"params\":\"x\"}",
+         "{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":-32600,"
+         "\"message\":\"invalid request: params must be an array or object\"}}"},
+        {"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"t_params\",\"params\":{\"b\":1,\"a\":[1, 2]}}",
+         "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"b\":1,\"a\":[1,2]}}"},
+        {"{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"t_params\",\"params\":{\"b\":-1,\"a\":\"z\"}}",
+         "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"b\":-1,\"a\":\"z\"}}"},
+        {"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"t_params\"}",
+         "{\"jsonrpc\":\"2.0\",\"id\":3,\"result\":null}"},
+        {"{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"t_reply\",\"params\":[\"1e400\"]}",
+         "{\"jsonrpc\":\"2.0\",\"id\":4,\"error\":{\"code\":-32603,"
+         "\"message\":\"internal error: the handler returned invalid JSON\"}}"},
+        {"{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"t_reply\",\"params\":[\"[1,2\"]}",
+         "{\"jsonrpc\":\"2.0\",\"id\":5,\"error\":{\"code\":-32603,"
+         "\"message\":\"internal error: the handler returned invalid JSON\"}}"},
+        {"{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"t_reply\",\"params\":[\" "
+         "{\\\"a\\\":[true,0.5]} \"]}",
+         "{\"jsonrpc\":\"2.0\",\"id\":6,\"result\": {\"a\":[true,0.5]} }"},
+    };
+    struct local l = {0};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        l.n = 0;
+        cr_assert_eq(ado_rpc_call_local(rpc, cases[i][0], "reader", local_cb, &l), 0);
+        cr_assert_eq(l.n, 1);
+        cr_expect_str_eq(l.last, cases[i][1], "request %s", cases[i][0]);
+    }
+    free(l.last);
+    ado_rpc_free(rpc);
+}
+
 /* ---- a real node --------------------------------------------------------------------- */
 
 struct node_proc {
@@ -560,6 +647,58 @@ Test(rpc_node, client_disconnecting_with_calls_in_flight) {
     cr_expect_eq(metric(n.port, "ado_rpc_calls_total{method=\"rpc_echo\",outcome=\"ok\"} "), 50,
                  "answered into the void");
     cr_expect_eq(metric(n.port, "ado_rpc_open_connections "), 1, "only /metrics's own");
+    node_stop(&n);
+}
+
+/* Many calls written at once, answers of every frame size batched into few writes: each
+ * answer arrives whole, once, in order (the node answers these in order of arrival). */
+Test(rpc_node, pipelined_answers_arrive_whole_and_in_order) {
+    struct node_proc n;
+    node_start(&n, NULL);
+    int fd = ws_open(n.port, NULL);
+    cr_assert(fd >= 0);
+    size_t big = 70000, cap = big + 256;
+    char *pad = malloc(big + 1);
+    memset(pad, 'x', big);
+    pad[big] = 0;
+    for (int i = 0; i < 400; i++) {
+        char req[160];
+        size_t len;
+        if (i % 100 == 50) { /* 64-bit and 16-bit frame lengths among the small ones */
+            char *r = malloc(cap);
+            len = (size_t)snprintf(r, cap,
+                                   "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"rpc_echo\","
+                                   "\"params\":[\"%.*s\"]}",
+                                   i, i == 50 ? (int)big : 300, pad);
+            cr_assert_eq(ws_send(fd, r, len), 0);
+            free(r);
+            continue;
+        }
+        if (i % 7 == 3) /* a notification: no answer */
+            len = (size_t)snprintf(req, sizeof req,
+                                   "{\"jsonrpc\":\"2.0\",\"method\":\"rpc_echo\",\"params\":[]}");
+        else
+            len = (size_t)snprintf(req, sizeof req,
+                                   "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"rpc_echo\","
+                                   "\"params\":[%d]}",
+                                   i, i);
+        cr_assert_eq(ws_send(fd, req, len), 0);
+    }
+    for (int i = 0; i < 400; i++) {
+        if (i % 7 == 3 && i % 100 != 50)
+            continue;
+        json_t *v = ws_recv(fd);
+        cr_assert(v, "answer %d", i);
+        cr_assert_eq(json_integer_value(json_object_get(v, "id")), i, "in order");
+        json_t *r = json_array_get(json_object_get(v, "result"), 0);
+        if (i % 100 == 50)
+            cr_assert_eq(json_string_length(r), i == 50 ? big : 300);
+        else
+            cr_assert_eq(json_integer_value(r), i);
+        json_decref(v);
+    }
+    free(pad);
+    close(fd);
     node_stop(&n);
 }
 
