@@ -84,7 +84,8 @@ struct evm_peer {
     char reason[256];
     uint64_t remote_chain_id;
     uint64_t next_nonce, head, latest_count;
-    uint64_t n_reorgs, n_replaced; /* also in metrics; for l2_status and tests */
+    uint64_t n_reorgs, n_replaced;     /* also in metrics; for l2_status and tests */
+    uint64_t sub_gen, n_notifications; /* ws:// subscriptions: connection subscribed, wake-ups */
     int fees_ok;
     struct ado_u256 base_fee, prio_fee;
     struct evm_tx *txs;

@@ -5,6 +5,8 @@
  * can be freed at once while handles finish closing on the loop. */
 #include "jrpc.h"
 
+#include "ws.h"
+
 #include <ado/errors.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +45,7 @@ struct jrpc_timer {
 };
 
 struct jrpc {
+    struct jws *ws; /* ws:// clients delegate everything to it */
     uv_loop_t *loop;
     char *host, *port, *path, *hosthdr;
     uint64_t timeout_ms;
@@ -72,6 +75,18 @@ static void req_done(struct jrpc *c, struct req *r, int status, const char *body
 
 int jrpc_new(uv_loop_t *loop, const char *url, unsigned max_conns, uint64_t timeout_ms,
              struct jrpc **out) {
+    if (strncmp(url, "ws://", 5) == 0) {
+        struct jrpc *c = calloc(1, sizeof *c);
+        if (!c)
+            return ADO_ENOMEM;
+        int rc = jws_new(loop, url, timeout_ms ? timeout_ms : 10000, &c->ws);
+        if (rc < 0) {
+            free(c);
+            return rc;
+        }
+        *out = c;
+        return 0;
+    }
     if (strncmp(url, "http://", 7) != 0)
         return ADO_EINVAL;
     const char *h = url + 7, *slash = strchr(h, '/');
@@ -140,6 +155,11 @@ static void timer_ensure(struct jrpc *c) {
 void jrpc_free(struct jrpc *c) {
     if (!c)
         return;
+    if (c->ws) {
+        jws_free(c->ws);
+        free(c);
+        return;
+    }
     for (unsigned i = 0; c->conns && i < c->max_conns; i++) {
         struct conn *k = c->conns[i];
         if (!k)
@@ -172,10 +192,25 @@ void jrpc_free(struct jrpc *c) {
 }
 
 size_t jrpc_pending(const struct jrpc *c) {
-    return c->pending;
+    return c->ws ? jws_pending(c->ws) : c->pending;
+}
+
+void jrpc_on_notify(struct jrpc *c, jrpc_notify_fn fn, void *arg) {
+    if (c->ws)
+        jws_on_notify(c->ws, fn, arg);
+}
+
+uint64_t jrpc_generation(const struct jrpc *c) {
+    return c->ws ? jws_generation(c->ws) : 0;
+}
+
+int jrpc_is_ws(const struct jrpc *c) {
+    return c->ws != NULL;
 }
 
 int jrpc_post(struct jrpc *c, const char *body, size_t len, jrpc_raw_fn cb, void *arg) {
+    if (c->ws)
+        return jws_post(c->ws, body, len, cb, arg);
     struct req *r = calloc(1, sizeof *r);
     if (!r)
         return ADO_ENOMEM;

@@ -21,8 +21,12 @@ typedef void (*jrpc_raw_fn)(void *arg, int status, const char *body, size_t len)
  * object (borrowed), or a transport error as above with both NULL. */
 typedef void (*jrpc_fn)(void *arg, int status, json_t *result, json_t *error);
 
-/* A client for `url` ("http://host[:port][/path]"). Returns 0, ADO_EINVAL (bad URL, or a
- * scheme other than http) or ADO_ENOMEM. */
+/* A notification (a message without id, e.g. eth_subscription): `msg` is borrowed. */
+typedef void (*jrpc_notify_fn)(void *arg, json_t *msg);
+
+/* A client for `url`: "http://host[:port][/path]" (HTTP/1.1 keep-alive pool) or
+ * "ws://host[:port][/path]" (one WebSocket, see ws.h). Returns 0, ADO_EINVAL (bad URL, other
+ * scheme) or ADO_ENOMEM. */
 int jrpc_new(uv_loop_t *loop, const char *url, unsigned max_conns, uint64_t timeout_ms,
              struct jrpc **out);
 
@@ -39,6 +43,12 @@ int jrpc_call(struct jrpc *c, const char *method, json_t *params, jrpc_fn cb, vo
 
 /* Requests queued or in flight. */
 size_t jrpc_pending(const struct jrpc *c);
+
+/* WebSocket only (no-ops over HTTP): notifications go to fn; generation counts the
+ * connections made (subscriptions do not survive a new connection). */
+void jrpc_on_notify(struct jrpc *c, jrpc_notify_fn fn, void *arg);
+uint64_t jrpc_generation(const struct jrpc *c);
+int jrpc_is_ws(const struct jrpc *c);
 
 /* The JSON-RPC error's message (or "unknown error"), and its `data` as text or NULL. */
 const char *jrpc_error_message(json_t *error);

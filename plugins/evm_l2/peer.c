@@ -392,6 +392,8 @@ int evm_peer_send(struct evm_peer *p, const struct ado_bridge_msg *msg) {
 
 /* ---- the tick ---------------------------------------------------------------------------- */
 
+static void subscribe(struct evm_peer *p);
+
 struct tick {
     struct evm_peer *p;
     size_t n;                     /* receipt queries */
@@ -651,8 +653,10 @@ static void tick_apply(struct evm_peer *p, struct tick *k, json_t **by_id, size_
                     ", %zu in flight, head %" PRIu64,
                     p->name, p->chain_id, p->addr_hex, p->next_nonce, p->ntx, p->head);
     }
-    if (p->fees_ok)
+    if (p->fees_ok) {
         set_state(p, 1, NULL);
+        subscribe(p);
+    }
     /* Receipts: the first receipt found among a tx's hashes counts. */
     uint64_t now = e->api->now_ms(e->ctx);
     size_t i = 0;
@@ -726,6 +730,62 @@ static void on_tick_reply(void *arg, int status, const char *body, size_t len) {
     free(by_id);
     json_decref(arr);
     tick_free(k);
+}
+
+static int on_timer(ado_ctx *ctx, void *arg);
+
+/* ---- WebSocket subscriptions: wake-ups ------------------------------------------------ */
+
+/* A new head or a log of interest: run a tick now instead of at the next poll. Receipts,
+ * confirmations and events are still read by the tick (it also sees reorgs). */
+static void on_notify(void *arg, json_t *msg) {
+    struct evm_peer *p = arg;
+    const char *m = json_string_value(json_object_get(msg, "method"));
+    if (!m || strcmp(m, "eth_subscription") != 0)
+        return;
+    p->n_notifications++;
+    if (!p->ticking && !p->closed)
+        on_timer(p->e->ctx, p);
+}
+
+static void on_subscribed(void *arg, int status, json_t *result, json_t *error) {
+    struct evm_peer *p = arg;
+    if (status == ADO_ECLOSED)
+        return;
+    if (status < 0 || !json_is_string(result)) {
+        p->sub_gen = 0; /* try again on the next tick */
+        p->e->api->log(p->e->ctx, ADO_LOG_WARN, "peer %s: eth_subscribe failed: %s", p->name,
+                       error ? jrpc_error_message(error) : "no answer");
+    }
+}
+
+/* Over ws://, subscribe to newHeads (and to the events' logs) once per connection. */
+static void subscribe(struct evm_peer *p) {
+    if (!jrpc_is_ws(p->rpc) || p->sub_gen == jrpc_generation(p->rpc))
+        return;
+    p->sub_gen = jrpc_generation(p->rpc);
+    jrpc_call(p->rpc, "eth_subscribe", json_pack("[s]", "newHeads"), on_subscribed, p);
+    if (!p->nevents)
+        return;
+    json_t *addrs = json_array(), *t0s = json_array();
+    int all = 0;
+    for (size_t i = 0; i < p->nevents; i++) {
+        char h[67] = "0x", a[43];
+        ado_eth_hex_encode(p->events[i].topic0, 32, h + 2);
+        json_array_append_new(t0s, json_string(h));
+        if (p->events[i].has_addr) {
+            ado_eth_address_lower(p->events[i].addr, a);
+            json_array_append_new(addrs, json_string(a));
+        } else {
+            all = 1;
+        }
+    }
+    json_t *f = json_pack("{s:[o]}", "topics", t0s);
+    if (f && !all)
+        json_object_set(f, "address", addrs);
+    json_decref(addrs);
+    if (f)
+        jrpc_call(p->rpc, "eth_subscribe", json_pack("[s,o]", "logs", f), on_subscribed, p);
 }
 
 static int on_timer(ado_ctx *ctx, void *arg) {
@@ -850,19 +910,16 @@ int evm_peer_open(struct evm *e, const char *name, const char *url, const char *
     if (rc == 0)
         rc = evm_events_parse(p, why);
     if (rc == 0) {
-        if (!strncmp(url, "ws://", 5) || !strncmp(url, "wss://", 6)) {
+        uint64_t tmo;
+        evm_cfg_ms(p->cfg, "rpc_timeout", 10000, &tmo);
+        rc = jrpc_new(e->api->uv_loop(e->ctx), url, 4, tmo, &p->rpc);
+        if (rc == ADO_EINVAL)
             snprintf(why, 256,
-                     "%s: this version speaks JSON-RPC over http:// only (polling); "
-                     "give the node's HTTP endpoint",
+                     "bad L2 URL %.150s (want http://host:port[/path] or ws://host:port[/path]; "
+                     "no TLS: use a local TLS proxy)",
                      url);
-            rc = ADO_ECONFIG;
-        } else {
-            uint64_t tmo;
-            evm_cfg_ms(p->cfg, "rpc_timeout", 10000, &tmo);
-            rc = jrpc_new(e->api->uv_loop(e->ctx), url, 4, tmo, &p->rpc);
-            if (rc == ADO_EINVAL)
-                snprintf(why, 256, "bad L2 URL %s (want http://host:port[/path])", url);
-        }
+        if (rc == 0)
+            jrpc_on_notify(p->rpc, on_notify, p);
     }
     if (rc < 0) {
         peer_free(p);

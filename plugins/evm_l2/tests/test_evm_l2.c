@@ -507,7 +507,7 @@ Test(evm_l2, query_forwards_read_only_requests_and_refuses_sending_ones, .timeou
     fx_done(&f);
 }
 
-Test(evm_l2, anvil_killed_and_restarted_then_the_message_is_delivered, .timeout = 90) {
+static void anvil_restart_case(int ws) {
     struct fx f;
     memset(&f, 0, sizeof f);
     char *dir = th_tmpdir();
@@ -518,7 +518,10 @@ Test(evm_l2, anvil_killed_and_restarted_then_the_message_is_delivered, .timeout 
     free(f.dir);
     f.dir = dir;
     fx_node(&f, NULL);
-    fx_open(&f, NULL);
+    char url[80];
+    snprintf(url, sizeof url, "%s://127.0.0.1:%d", ws ? "ws" : "http", f.a.port);
+    cr_assert_eq(TB->ops->peer_open(TB->arg, "l2", "L2", url, "", "{}"), 0);
+    cr_assert(th_run_until(&f.t.loop, fx_peer_up, NULL, 10000), "peer up: %s", TB->reason);
     cr_assert_eq(send_submit(1, 0), 0);
     struct wait_n w = {&f, 0, f.n0 + 1};
     cr_assert(th_run_until(&f.t.loop, pool_has, &w, 5000));
@@ -536,6 +539,45 @@ Test(evm_l2, anvil_killed_and_restarted_then_the_message_is_delivered, .timeout 
     cr_assert_eq(next_epoch(&f), 2);
     cr_assert_eq(mined_nonce(&f), f.n0 + 2);
     cr_assert_eq(TB->nfailed, 0);
+    fx_done(&f);
+}
+
+Test(evm_l2, anvil_killed_and_restarted_then_the_message_is_delivered, .timeout = 90) {
+    anvil_restart_case(0);
+}
+
+Test(evm_l2, anvil_killed_and_restarted_over_websocket_then_the_message_is_delivered,
+     .timeout = 90) {
+    anvil_restart_case(1);
+}
+
+Test(evm_l2, over_websocket_new_heads_wake_the_peer_long_before_its_poll_interval, .timeout = 60) {
+    struct fx f;
+    fx_anvil(&f, NULL);
+    fx_node(&f, NULL);
+    char ws[80];
+    snprintf(ws, sizeof ws, "ws://127.0.0.1:%d", f.a.port);
+    cr_assert_eq(TB->ops->peer_open(TB->arg, "l2", "L2", ws, "", "{\"poll_interval\": \"30s\"}"),
+                 0);
+    cr_assert(th_run_until(&f.t.loop, fx_peer_up, NULL, 10000), "peer up: %s", TB->reason);
+    cr_assert_eq(send_submit(1, 0), 0);
+    struct wait_n w = {&f, 0, f.n0 + 1};
+    cr_assert(th_run_until(&f.t.loop, pool_has, &w, 5000), "broadcast over ws");
+    /* Polling every 30 s would not see these blocks in time: the newHeads subscription does. */
+    anvil_mine(&f.a, 1);
+    cr_assert(th_run_until(&f.t.loop, mined_cond, NULL, 3000), "receipt seen after a new head");
+    anvil_mine(&f.a, 1);
+    struct wait_n a = {&f, 1, 0};
+    cr_assert(th_run_until(&f.t.loop, acked_n, &a, 3000), "acked after the second head");
+    cr_assert_geq(fx_peer()->n_notifications, 2);
+    cr_assert_eq(next_epoch(&f), 1);
+    /* Requests keep their own ids over the shared socket. */
+    struct qres q = {0};
+    const char *req =
+        "{\"jsonrpc\":\"2.0\",\"id\":\"mine\",\"method\":\"eth_chainId\",\"params\":[]}";
+    cr_assert_eq(TB->ops->query(TB->arg, "l2", req, strlen(req), 5000, on_q, &q), 0);
+    cr_assert(th_run_until(&f.t.loop, q_done, &q, 5000));
+    cr_assert(strstr(q.resp, "\"id\":\"mine\"") && strstr(q.resp, "0x7a69"), "%s", q.resp);
     fx_done(&f);
 }
 
