@@ -1,7 +1,7 @@
 /* bench_evm: the C signer, and signed transactions delivered to a real anvil by evm_l2 versus
  * an ethers.js script (bench/evm_ethers/send.mjs) in the same run, on the same anvil.
  *
- *   bench_evm [N=2000] [WINDOW=4096]
+ *   bench_evm [N=2000] [WINDOW=4096] [http|ws]
  *
  * 1. signatures/s: ado_eth_sign_hash, and full EIP-1559 signing (RLP + Keccak + sign) of a
  *    typical call, one thread.
@@ -191,7 +191,8 @@ static void run_loop(uv_loop_t *loop, int (*cond)(void *), void *arg, double tim
     }
 }
 
-static int bench_evm_l2(int port, uint64_t n, uint32_t window, double *t_pool, double *t_acked) {
+static int bench_evm_l2(int port, uint64_t n, uint32_t window, const char *scheme, double *t_pool,
+                        double *t_acked) {
     char dir[] = "/tmp/bench-evm-XXXXXX";
     if (!mkdtemp(dir))
         return -1;
@@ -203,8 +204,8 @@ static int bench_evm_l2(int port, uint64_t n, uint32_t window, double *t_pool, d
              "    config: {chain_id: 31337, key: \"0x%s\", confirmations: 1, "
              "poll_interval: 200ms, stuck_timeout: 60s, max_inflight: 100000}\n"
              "bridge:\n  outbox_limit: 1000000\n  peers:\n    - {name: l2, layer: L2, "
-             "transport: evm_l2, address: \"http://127.0.0.1:%d\"}\n",
-             dir, ADO_BUILD_DIR, KEY0, port);
+             "transport: evm_l2, address: \"%s://127.0.0.1:%d\"}\n",
+             dir, ADO_BUILD_DIR, KEY0, scheme, port);
     snprintf(path, sizeof path, "%s/chain.yaml", dir);
     FILE *f = fopen(path, "w");
     fputs(yaml, f);
@@ -313,6 +314,7 @@ static int bench_ethers(int port, uint64_t n, json_t **out) {
 int main(int argc, char **argv) {
     uint64_t n = argc > 1 ? strtoull(argv[1], NULL, 10) : 2000;
     uint32_t window = argc > 2 ? (uint32_t)strtoul(argv[2], NULL, 10) : 4096;
+    const char *scheme = argc > 3 && !strcmp(argv[3], "ws") ? "ws" : "http";
     bench_signer();
     if (access(ANVIL, X_OK) != 0) {
         fprintf(stderr, "anvil not found at %s: npm ci in contracts/\n", ANVIL);
@@ -325,11 +327,11 @@ int main(int argc, char **argv) {
         return 1;
     }
     double tp = 0, ta = 0;
-    int rc = bench_evm_l2(port, n, window, &tp, &ta);
+    int rc = bench_evm_l2(port, n, window, scheme, &tp, &ta);
     if (rc == 0)
-        printf("evm_l2 (bridge window %u, confirmations 1): %llu txs in pool after %.2f s "
+        printf("evm_l2 over %s (bridge window %u, confirmations 1): %llu txs in pool after %.2f s "
                "(%.0f tx/s), all acked after %.2f s (%.0f tx/s)\n",
-               window, (unsigned long long)n, tp, n / tp, ta, n / ta);
+               scheme, window, (unsigned long long)n, tp, n / tp, ta, n / ta);
     json_t *e = NULL;
     int rc2 = bench_ethers(port, n, &e);
     if (rc2 == 0) {
