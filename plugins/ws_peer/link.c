@@ -1,5 +1,7 @@
 /* ws_peer connections: the libwebsockets protocol callback (server and client side), the
  * mutual-authentication handshake, frame reassembly and the bounded write queue. */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -213,7 +215,7 @@ static int on_receive(struct lws *wsi, struct wsp_conn *c, const void *in, size_
     return on_complete_frame(wsi, c);
 }
 
-static int on_writeable(struct lws *wsi, struct wsp_conn *c) {
+static int write_queue(struct lws *wsi, struct wsp_conn *c) {
     while (c->qhead) {
         struct wsp_out *o = c->qhead;
         int n = lws_write(wsi, o->buf + LWS_PRE, o->len, LWS_WRITE_BINARY);
@@ -231,6 +233,19 @@ static int on_writeable(struct lws *wsi, struct wsp_conn *c) {
         }
     }
     return 0;
+}
+
+/* Write queued frames while the socket takes them. With more than one frame queued the socket
+ * is corked for the burst, so that a window of messages (or a turn's acks) leaves in full
+ * segments instead of one TCP segment, and one wakeup of the peer, per frame. */
+static int on_writeable(struct lws *wsi, struct wsp_conn *c) {
+    int fd = c->qhead && c->qhead->next ? (int)lws_get_socket_fd(wsi) : -1, one = 1, zero = 0;
+    if (fd >= 0 && setsockopt(fd, IPPROTO_TCP, TCP_CORK, &one, sizeof one) < 0)
+        fd = -1;
+    int rc = write_queue(wsi, c);
+    if (fd >= 0)
+        setsockopt(fd, IPPROTO_TCP, TCP_CORK, &zero, sizeof zero);
+    return rc;
 }
 
 static void on_gone(struct lws *wsi, struct wsp_conn *c, const char *reason) {
