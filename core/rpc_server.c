@@ -825,7 +825,7 @@ static void http_body_done(struct rpc_conn *c) {
 }
 
 static int http_body(struct rpc_conn *c, const char *in, size_t len) {
-    if (c->body_big)
+    if (c->body_big || !len || !in) /* lws may report an empty chunk (in == NULL) */
         return 0;
     if ((int64_t)(c->blen + len) > c->rpc->max_request) {
         c->body_big = 1;

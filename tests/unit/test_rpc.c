@@ -794,6 +794,9 @@ static int run(const char *cmd, char *out, size_t outlen) {
         return -1;
     size_t n = fread(out, 1, outlen - 1, p);
     out[n] = 0;
+    char sink[4096]; /* drain the rest: closing early makes the command fail writing (EPIPE) */
+    while (fread(sink, 1, sizeof sink, p) > 0)
+        ;
     int st = pclose(p);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
