@@ -1,9 +1,13 @@
 /* bench_rpc: a JSON-RPC load generator.
  *
- *   bench_rpc ws   HOST PORT PATH CONNS DEPTH SECONDS [METHOD]   libwebsockets client
- *   bench_rpc http HOST PORT PATH CONNS SECONDS [METHOD]         HTTP/1.1 keep-alive, epoll
+ *   bench_rpc ws   HOST PORT PATH CONNS DEPTH SECONDS [METHOD [RATE]]  libwebsockets client
+ *   bench_rpc http HOST PORT PATH CONNS SECONDS [METHOD]               HTTP/1.1 keep-alive, epoll
  *
  * ws: CONNS connections each keep DEPTH calls in flight (DEPTH 1: one call at a time).
+ * RATE (calls/s, all connections together) paces the sends instead: a call goes out when the
+ * schedule says so and a connection has fewer than DEPTH in flight, one call per connection
+ * per turn, so latency is measured at a chosen load rather than at saturation. Latency is
+ * from the moment a call is written (a call delayed by the DEPTH cap is not counted as late).
  * Works against any server that answers each text message with one message (adonode's /ws,
  * or an echo server). Prints one line: calls/s, p50, p99 and p99.9 latency in microseconds.
  * The first half second is a warm-up and is not measured. */
@@ -76,10 +80,34 @@ struct wbench {
     struct wconn *c;
     int nconn, depth, connected, failed, closed;
     const char *method;
-    uint64_t t_measure, t_end;
+    uint64_t t_start, t_measure, t_end;
     int stop;
     struct lat lat;
+    double rate;                 /* calls/s; 0: as fast as answers come */
+    uint64_t sent;               /* calls written since t_start */
+    lws_sorted_usec_list_t tick; /* paced mode: wakes the loop every PACE_TICK_US */
 };
+
+#define PACE_TICK_US 200
+
+/* Paced mode: may another call go out now? */
+static int pace_allows(const struct wbench *b) {
+    if (b->rate <= 0)
+        return 1;
+    double due = b->rate * (double)(now_ns() - b->t_start) / 1e9;
+    return (double)b->sent < due;
+}
+
+/* Paced mode: give every connection with room a turn, then re-arm. */
+static void pace_tick(lws_sorted_usec_list_t *sul) {
+    struct wbench *b = lws_container_of(sul, struct wbench, tick);
+    if (b->stop)
+        return;
+    for (int i = 0; i < b->nconn && pace_allows(b); i++)
+        if (b->c[i].wsi && b->c[i].inflight < b->depth)
+            lws_callback_on_writable(b->c[i].wsi);
+    lws_sul_schedule(b->ctx, 0, &b->tick, pace_tick, PACE_TICK_US);
+}
 
 static int ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                  size_t len) {
@@ -101,15 +129,18 @@ static int ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
     case LWS_CALLBACK_CLIENT_WRITEABLE:
         if (!c || b->stop)
             break;
-        while (c->inflight < b->depth && !lws_send_pipe_choked(wsi)) {
+        while (c->inflight < b->depth && pace_allows(b) && !lws_send_pipe_choked(wsi)) {
             unsigned char buf[LWS_PRE + 160];
             int n = snprintf((char *)buf + LWS_PRE, 160,
                              "{\"jsonrpc\":\"2.0\",\"id\":%llu,\"method\":\"%s\",\"params\":[]}",
                              (unsigned long long)c->next_id++, b->method);
             c->ts[c->head++ % RING] = now_ns();
             c->inflight++;
+            b->sent++;
             if (lws_write(wsi, buf + LWS_PRE, (size_t)n, LWS_WRITE_TEXT) < n)
                 return -1;
+            if (b->rate > 0)
+                break; /* one per turn: spread the schedule over the connections */
         }
         break;
     case LWS_CALLBACK_CLIENT_RECEIVE:
@@ -141,9 +172,10 @@ static const struct lws_protocols ws_protocols[] = {
 };
 
 static int run_ws(const char *host, int port, const char *path, int nconn, int depth, double secs,
-                  const char *method) {
+                  const char *method, double rate) {
     struct wbench b;
     memset(&b, 0, sizeof b);
+    b.rate = rate;
     b.nconn = nconn;
     b.depth = depth > RING ? RING : depth;
     b.method = method;
@@ -184,13 +216,22 @@ static int run_ws(const char *host, int port, const char *path, int nconn, int d
         return 1;
     }
     uint64_t start = now_ns();
+    b.t_start = start;
+    if (rate > 0)
+        lws_sul_schedule(b.ctx, 0, &b.tick, pace_tick, PACE_TICK_US);
     b.t_measure = start + 500000000ull;
     b.t_end = b.t_measure + (uint64_t)(secs * 1e9);
     while (now_ns() < b.t_end)
         lws_service(b.ctx, 0);
     b.stop = 1;
+    if (rate > 0)
+        lws_sul_cancel(&b.tick);
     char what[160];
-    snprintf(what, sizeof what, "ws %s conns=%d depth=%d", method, nconn, b.depth);
+    if (rate > 0)
+        snprintf(what, sizeof what, "ws %s conns=%d depth=%d rate=%.0f", method, nconn, b.depth,
+                 rate);
+    else
+        snprintf(what, sizeof what, "ws %s conns=%d depth=%d", method, nconn, b.depth);
     report(what, &b.lat, secs);
     lws_context_destroy(b.ctx);
     free(b.lat.v);
@@ -290,11 +331,11 @@ static int run_http(const char *host, int port, const char *path, int nconn, dou
 int main(int argc, char **argv) {
     if (argc >= 8 && !strcmp(argv[1], "ws"))
         return run_ws(argv[2], atoi(argv[3]), argv[4], atoi(argv[5]), atoi(argv[6]), atof(argv[7]),
-                      argc > 8 ? argv[8] : "rpc_echo");
+                      argc > 8 ? argv[8] : "rpc_echo", argc > 9 ? atof(argv[9]) : 0);
     if (argc >= 7 && !strcmp(argv[1], "http"))
         return run_http(argv[2], atoi(argv[3]), argv[4], atoi(argv[5]), atof(argv[6]),
                         argc > 7 ? argv[7] : "rpc_echo");
-    fprintf(stderr, "usage: bench_rpc ws HOST PORT PATH CONNS DEPTH SECONDS [METHOD]\n"
+    fprintf(stderr, "usage: bench_rpc ws HOST PORT PATH CONNS DEPTH SECONDS [METHOD [RATE]]\n"
                     "       bench_rpc http HOST PORT PATH CONNS SECONDS [METHOD]\n");
     return 2;
 }
