@@ -174,18 +174,52 @@ static int bench_epoch(long n) {
     }
     drain(&node, &p);
     double tpop = now_s() - t0;
-    double tclose;
-    json_t *r = close_epoch(&node, &tclose);
-    if (!r)
+    /* trn_closeEpoch, and meanwhile trn_proof of one account every millisecond: the first that
+     * succeeds marks the root durable with every proof retrievable (the tree serves them all);
+     * the close's own answer comes once the data and the outbox messages are committed too. */
+    struct pending cl = {.keep = 1}, pr = {.keep = 1};
+    addr_text(0, a);
+    char proof_params[120];
+    snprintf(proof_params, sizeof proof_params, "{\"epoch\":0,\"account\":\"%s\"}", a);
+    t0 = now_s();
+    call(&node, &cl, "trn_closeEpoch", "{}", 2);
+    double troot = 0, tclose = 0;
+    while (cl.outstanding > 0 || troot == 0) {
+        if (troot == 0 && pr.outstanding == 0) {
+            long errs = pr.errors;
+            if (pr.last && errs == 0) {
+                troot = now_s() - t0;
+                continue;
+            }
+            pr.errors = 0;
+            call(&node, &pr, "trn_proof", proof_params, 2);
+        }
+        uv_run(&node.loop, UV_RUN_NOWAIT);
+        if (cl.outstanding == 0 && tclose == 0)
+            tclose = now_s() - t0;
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+    drain(&node, &pr);
+    free(pr.last);
+    json_t *v = cl.last ? json_loads(cl.last, 0, NULL) : NULL;
+    free(cl.last);
+    json_t *r = json_incref(json_object_get(v, "result"));
+    json_decref(v);
+    if (!r) {
+        fprintf(stderr, "close failed\n");
         return 1;
+    }
     printf("epoch of %ld accounts (populated in-process with %ld calls in %.1f s, %ld errors)\n", n,
            2 * n, tpop, p.errors);
     json_t *bm = json_object_get(r, "build_ms");
-    printf("  trn_closeEpoch: %.3f s to the committed root (collect from LMDB + reconcile on the "
-           "loop, then worker: encode %lld ms, brotli %lld ms, tree %lld ms)\n",
-           tclose, (long long)json_integer_value(json_object_get(bm, "encode")),
-           (long long)json_integer_value(json_object_get(bm, "compress")),
-           (long long)json_integer_value(json_object_get(bm, "tree")));
+    printf("  root durable, every proof retrievable (trn_proof answers): %.3f s after "
+           "trn_closeEpoch; the close's answer (data and outbox committed too): %.3f s\n"
+           "  (freeze: collect from LMDB + reconcile on the loop; then two worker jobs at once: "
+           "tree %lld ms | encode %lld ms + brotli and chunk hashes %lld ms)\n",
+           troot, tclose, (long long)json_integer_value(json_object_get(bm, "tree")),
+           (long long)json_integer_value(json_object_get(bm, "encode")),
+           (long long)json_integer_value(json_object_get(bm, "compress")));
     printf("  leaves %lld, data %lld -> %lld bytes, %lld chunks\n",
            (long long)json_integer_value(json_object_get(r, "leaves")),
            (long long)json_integer_value(json_object_get(r, "raw_size")),

@@ -77,12 +77,17 @@ struct trn_epoch_rec {
     uint64_t nops, nleaves, raw_size, data_size;
     uint32_t chunks, sent; /* data chunks; bridge messages accepted by the outbox */
     uint64_t final_at_s;   /* from L2 DataComplete (0 = unknown) */
-    uint32_t encode_ms, compress_ms, tree_ms, pad; /* worker timings of the last build */
+    uint32_t encode_ms, compress_ms, tree_ms; /* worker timings of the last build */
+    uint32_t flags;                           /* TRN_EPOCH_F_* */
     uint8_t total[32], root[32], data_hash[32];
     char l2_tx[68];    /* RootSubmitted transaction hash, or "" */
     char final_tx[68]; /* DataComplete transaction hash, or "" */
     char msg_id[96];   /* bridge id of the submitRoot message, or "" */
 };
+
+/* trn_epoch_rec.flags: the root of a "closing" epoch is durable and its proofs are served
+ * (the activity data and the outbox messages follow in the commit that makes it "closed"). */
+#define TRN_EPOCH_F_ROOT 1u
 
 struct trn_close;     /* an epoch close in progress (trn_epoch.c) */
 struct trn_tree_slot; /* a cached tree (trn_proof.c) */
@@ -156,7 +161,8 @@ const char *trn_status_name(const struct trn *s, const struct trn_epoch_rec *e);
 /* Read the stored leaves of a closed epoch (sorted by address), summing them into total. */
 int trn_collect_leaves(struct trn *s, uint64_t epoch, uint8_t **leaves, size_t *n,
                        struct ado_u256 *total);
-/* Give a freshly built tree to the cache (takes ownership of m and leaves). */
+/* Give a freshly built tree to the cache (takes ownership of m and leaves). leaves may be NULL:
+ * the tree's own copy of its values (ado_merkle_bin, sorted by address) is used. */
 void trn_tree_cache_put(struct trn *s, uint64_t epoch, struct ado_merkle *m, uint8_t *leaves,
                         size_t n);
 void trn_tree_cache_free(struct trn *s);

@@ -3,11 +3,14 @@
  * Closing epoch N happens in two loop callbacks around one worker job:
  *   1. freeze (one transaction): read N's leaves, ops and content from the store, reconcile
  *      the ledger, then mark N "closing" and open N+1. New operations go to N+1 from here on.
- *   2. worker: encode the activity data, Brotli, chunk hashes and dataHash, and the Merkle
- *      tree. Pure work on copies; nothing is written.
- *   3. commit (one transaction): the epoch record (root, totals, data hash), the compressed
- *      data chunks, the treasury's L2 fees, and the bridge messages (submitRoot + one
- *      publishChunk per chunk) all go into the same loop turn's transaction.
+ *   2. two worker jobs at once, pure work on the frozen copies: the Merkle tree; and the
+ *      activity data (encode, Brotli, chunk hashes, dataHash). When the tree is done its root
+ *      goes into the "closing" record; once that is durable the tree serves proofs
+ *      (TRN_EPOCH_F_ROOT), without waiting for the data, which only the L2 submission needs.
+ *   3. commit (one transaction, when both jobs are done and the root is durable): the epoch
+ *      record (root, totals, data hash), the compressed data chunks, the treasury's L2 fees,
+ *      and the bridge messages (submitRoot + one publishChunk per chunk) all go into the same
+ *      loop turn's transaction.
  * A crash between 1 and 3 leaves N "closing" with everything needed to redo 2 and 3 from the
  * store (Brotli and the tree are deterministic), so nothing is lost and, since 3 is atomic and
  * only runs for a "closing" epoch, nothing is sent twice. */
@@ -36,8 +39,12 @@ struct trn_close {
     int quality;
     size_t chunk_size;
     int64_t delay_ms;
-    /* made by the worker */
-    int rc, built;
+    /* made by the workers: the tree job (tree_rc, tree, root) and the data job (rc, data) */
+    int rc, tree_rc, built;
+    int running; /* worker jobs not finished */
+    int tree_done, data_done;
+    int root_waiting; /* the root's record is waiting to be durable */
+    int root_durable; /* ... and is: the tree is in the proof cache */
     struct ado_merkle *tree;
     uint8_t *data;
     size_t data_len, raw_len;
@@ -332,7 +339,7 @@ static int reconcile(struct trn *s, const struct trn_close *c, char *why, size_t
 
 /* ---- 2. the worker ---- */
 
-static void close_work(void *arg) {
+static void data_work(void *arg) {
     struct trn_close *c = arg;
     struct trn_activity a = {.epoch = c->epoch,
                              .view_reward = c->view_reward,
@@ -351,20 +358,23 @@ static void close_work(void *arg) {
     if (c->rc == 0)
         c->rc = trn_brotli_compress(raw, c->raw_len, c->quality, &c->data, &c->data_len);
     free(raw);
-    uint64_t t2 = mono_ms();
-    if (c->rc == 0) {
-        trn_data_hash(c->data, c->data_len, c->chunk_size, NULL, c->data_hash);
-        c->rc = ado_merkle_build_addr_u256(c->leaves, c->nleaves, 2, &c->tree);
-    }
-    c->encode_ms = (uint32_t)(t1 - t0);
-    c->compress_ms = (uint32_t)(t2 - t1);
-    c->tree_ms = (uint32_t)(mono_ms() - t2);
     if (c->rc == 0)
-        ado_merkle_root(c->tree, c->root);
+        trn_data_hash(c->data, c->data_len, c->chunk_size, NULL, c->data_hash);
+    c->encode_ms = (uint32_t)(t1 - t0);
+    c->compress_ms = (uint32_t)(mono_ms() - t1);
     if (c->delay_ms > 0) { /* testing only: widen the window for crash tests */
         struct timespec ts = {c->delay_ms / 1000, (c->delay_ms % 1000) * 1000000};
         nanosleep(&ts, NULL);
     }
+}
+
+static void tree_work(void *arg) {
+    struct trn_close *c = arg;
+    uint64_t t0 = mono_ms();
+    c->tree_rc = ado_merkle_build_addr_u256(c->leaves, c->nleaves, 2, &c->tree);
+    if (c->tree_rc == 0)
+        ado_merkle_root(c->tree, c->root);
+    c->tree_ms = (uint32_t)(mono_ms() - t0);
 }
 
 /* ---- 3. commit and send ---- */
@@ -455,6 +465,7 @@ static int rec_json(struct trn *s, const struct trn_epoch_rec *e, char *out, siz
     if (e->final_at_s)
         snprintf(fin, sizeof fin, "%llu", (unsigned long long)e->final_at_s);
     int built = e->status >= TRN_EPOCH_CLOSED;
+    int rooted = built || (e->flags & TRN_EPOCH_F_ROOT);
     return snprintf(
         out, cap,
         "{\"epoch\":%llu,\"status\":\"%s\",\"opened_ms\":%llu,\"closed_ms\":%llu,\"ops\":%llu,"
@@ -464,8 +475,8 @@ static int rec_json(struct trn *s, const struct trn_epoch_rec *e, char *out, siz
         "\"build_ms\":{\"encode\":%u,\"compress\":%u,\"tree\":%u}}",
         (unsigned long long)e->epoch, trn_status_name(s, e), (unsigned long long)e->opened_ms,
         (unsigned long long)e->closed_ms, (unsigned long long)e->nops,
-        (unsigned long long)e->nleaves, total, built ? "\"" : "", built ? root : "null",
-        built ? "\"" : "", built ? "\"" : "", built ? hash : "null", built ? "\"" : "",
+        (unsigned long long)e->nleaves, total, rooted ? "\"" : "", rooted ? root : "null",
+        rooted ? "\"" : "", built ? "\"" : "", built ? hash : "null", built ? "\"" : "",
         (unsigned long long)e->raw_size, (unsigned long long)e->data_size, e->chunks,
         s->submit ? 1 + e->chunks : 0, e->sent, e->msg_id[0] ? "\"" : "",
         e->msg_id[0] ? e->msg_id : "null", e->msg_id[0] ? "\"" : "", e->l2_tx[0] ? "\"" : "",
@@ -501,10 +512,7 @@ static void commit_durable(ado_ctx *ctx, int status, void *arg) {
     s->api->metric_add(ctx, "trn_epochs_closed_total", NULL, 1);
     s->api->metric_set(ctx, "trn_epoch_leaves", NULL, (double)e.nleaves);
     s->api->metric_set(ctx, "trn_epoch_data_bytes", NULL, (double)e.data_size);
-    trn_tree_cache_put(s, c->epoch, c->tree, c->leaves, c->nleaves);
-    c->tree = NULL;
-    c->leaves = NULL;
-    s->close = NULL;
+    s->close = NULL; /* the tree went to the proof cache when its root was durable */
     close_free(c);
 }
 
@@ -580,21 +588,103 @@ static void commit_close(struct trn *s, struct trn_close *c) {
     }
 }
 
-static void close_done(ado_ctx *ctx, int status, void *arg) {
-    struct trn_close *c = arg;
+/* Where a close goes next after one of its steps: a failure ends it once no job or
+ * callback still holds it; success commits once both jobs are done and the root is durable. */
+static void close_step(struct trn_close *c) {
     struct trn *s = c->s;
-    if (status < 0 || c->rc < 0) {
-        if (status != ADO_ECLOSED)
-            s->api->log(ctx, ADO_LOG_ERROR, "epoch %llu: building failed: %s",
-                        (unsigned long long)c->epoch, s->api->strerror(c->rc ? c->rc : status));
+    int rc = c->tree_rc < 0 ? c->tree_rc : c->rc;
+    if (rc < 0 || (c->tree_done && c->data_done && !c->root_durable && !c->root_waiting)) {
+        if (c->running || c->root_waiting)
+            return;
+        if (rc != ADO_ECLOSED)
+            s->api->log(s->ctx, ADO_LOG_ERROR, "epoch %llu: building failed: %s",
+                        (unsigned long long)c->epoch, s->api->strerror(rc < 0 ? rc : ADO_EIO));
         close_fail_calls(c, TRN_ERR_INTERNAL, "building the epoch failed", NULL);
         s->close = NULL;
         close_free(c);
         return;
     }
-    c->built = 1;
-    s->api->set_degraded(ctx, NULL);
-    commit_close(s, c);
+    if (c->tree_done && c->data_done && c->root_durable && !c->built) {
+        c->built = 1;
+        s->api->set_degraded(s->ctx, NULL);
+        commit_close(s, c);
+    }
+}
+
+/* The root's record is durable: the tree serves proofs from now on. */
+static void root_durable(ado_ctx *ctx, int status, void *arg) {
+    struct trn_close *c = arg;
+    struct trn *s = c->s;
+    (void)ctx;
+    c->root_waiting = 0;
+    struct trn_epoch_rec e;
+    int rc = status < 0 ? status : trn_epoch_get(s, c->epoch, &e);
+    if (rc == 0 && e.status == TRN_EPOCH_CLOSING && memcmp(e.root, c->root, 32) == 0) {
+        trn_tree_cache_put(s, c->epoch, c->tree, NULL, c->nleaves);
+        c->tree = NULL;
+        c->root_durable = 1;
+        e.flags |= TRN_EPOCH_F_ROOT; /* durable with the next commit; proofs need the cache */
+        rc = trn_epoch_put(s, &e);
+    }
+    if (rc < 0 && c->tree_rc == 0)
+        c->tree_rc = rc;
+    close_step(c);
+}
+
+static void tree_done(ado_ctx *ctx, int status, void *arg) {
+    struct trn_close *c = arg;
+    struct trn *s = c->s;
+    (void)ctx;
+    c->running--;
+    c->tree_done = 1;
+    if (status < 0 && c->tree_rc == 0)
+        c->tree_rc = status;
+    if (c->tree_rc == 0 && c->rc == 0) { /* the root goes into the "closing" record */
+        struct trn_epoch_rec e;
+        int rc = trn_epoch_get(s, c->epoch, &e);
+        if (rc == 0 && e.status != TRN_EPOCH_CLOSING)
+            rc = ADO_ESTATE;
+        if (rc == 0) {
+            memcpy(e.root, c->root, 32);
+            e.tree_ms = c->tree_ms;
+            rc = trn_epoch_put(s, &e);
+        }
+        if (rc == 0)
+            rc = s->api->store_on_durable(s->ctx, root_durable, c);
+        if (rc == 0)
+            c->root_waiting = 1;
+        else
+            c->tree_rc = rc;
+    }
+    close_step(c);
+}
+
+static void data_done(ado_ctx *ctx, int status, void *arg) {
+    struct trn_close *c = arg;
+    (void)ctx;
+    c->running--;
+    c->data_done = 1;
+    if (status < 0 && c->rc == 0)
+        c->rc = status;
+    close_step(c);
+}
+
+/* Hands the close's two jobs to the worker pool. If the second cannot start, the first
+ * finishes and close_step ends the close then. Returns 0, or the error when nothing started. */
+static int submit_jobs(struct trn *s, struct trn_close *c) {
+    int rc = s->api->work_submit(s->ctx, tree_work, tree_done, c);
+    if (rc < 0)
+        return rc;
+    c->running = 1;
+    s->close = c;
+    int rc2 = s->api->work_submit(s->ctx, data_work, data_done, c);
+    if (rc2 < 0) {
+        c->rc = rc2;
+        c->data_done = 1;
+    } else {
+        c->running++;
+    }
+    return 0;
 }
 
 static int build(struct trn *s, uint64_t epoch, ado_call *call) {
@@ -604,8 +694,7 @@ static int build(struct trn *s, uint64_t epoch, ado_call *call) {
         return rc;
     if (call)
         c->calls[c->ncalls++] = call;
-    s->close = c;
-    rc = s->api->work_submit(s->ctx, close_work, close_done, c);
+    rc = submit_jobs(s, c);
     if (rc < 0) {
         c->ncalls = 0;
         s->close = NULL;
@@ -675,8 +764,7 @@ int trn_close_start(struct trn *s, ado_call *call) {
     if (rc == 0) {
         if (call)
             c->calls[c->ncalls++] = call;
-        s->close = c;
-        rc = s->api->work_submit(s->ctx, close_work, close_done, c);
+        rc = submit_jobs(s, c);
         if (rc < 0) /* stays "closing": the tick retries */
             c->ncalls = 0, s->close = NULL;
     }

@@ -21,8 +21,9 @@ struct waiter {
 struct trn_tree_slot {
     struct trn *s;
     uint64_t epoch;
-    struct ado_merkle *m; /* NULL while building */
-    uint8_t *leaves;      /* sorted by address */
+    struct ado_merkle *m;  /* NULL while building */
+    const uint8_t *leaves; /* sorted by address: owned, or the tree's own copy */
+    uint8_t *owned;        /* what slot_free frees (NULL when leaves is the tree's) */
     size_t n;
     int rc;
     uint64_t used;
@@ -32,7 +33,7 @@ struct trn_tree_slot {
 
 static void slot_free(struct trn_tree_slot *t) {
     ado_merkle_free(t->m);
-    free(t->leaves);
+    free(t->owned);
     free(t);
 }
 
@@ -79,13 +80,21 @@ static uint64_t tick_counter(struct trn *s) {
 
 void trn_tree_cache_put(struct trn *s, uint64_t epoch, struct ado_merkle *m, uint8_t *leaves,
                         size_t n) {
+    for (struct trn_tree_slot *o = s->trees; o; o = o->next)
+        if (o->epoch == epoch && o->m) { /* already cached (a close resumed after its root) */
+            ado_merkle_free(m);
+            free(leaves);
+            return;
+        }
     struct trn_tree_slot *t = calloc(1, sizeof *t);
     if (!t) {
         ado_merkle_free(m);
         free(leaves);
         return;
     }
-    t->s = s, t->epoch = epoch, t->m = m, t->leaves = leaves, t->n = n;
+    t->s = s, t->epoch = epoch, t->m = m, t->n = n;
+    t->owned = leaves;
+    t->leaves = leaves ? leaves : ado_merkle_bin(m);
     t->used = tick_counter(s);
     t->next = s->trees;
     s->trees = t;
@@ -168,6 +177,11 @@ static void rebuild_done(ado_ctx *ctx, int status, void *arg) {
             ok = 0;
         }
     }
+    if (ok) { /* the tree keeps its own copy of the leaves: drop ours */
+        free(t->owned);
+        t->owned = NULL;
+        t->leaves = ado_merkle_bin(t->m);
+    }
     struct waiter *w = t->waiters;
     t->waiters = NULL;
     while (w) {
@@ -212,7 +226,8 @@ static void rpc_proof(ado_ctx *ctx, ado_call *call, const char *params, size_t p
         return;
     }
     struct trn_epoch_rec e;
-    if (trn_epoch_get(s, epoch, &e) < 0 || e.status < TRN_EPOCH_CLOSED) {
+    if (trn_epoch_get(s, epoch, &e) < 0 ||
+        (e.status < TRN_EPOCH_CLOSED && !(e.flags & TRN_EPOCH_F_ROOT))) {
         char d[64];
         snprintf(d, sizeof d, "{\"epoch\":%llu}", (unsigned long long)epoch);
         s->api->rpc_error(call, TRN_ERR_EPOCH, "the epoch is not closed yet", d);
@@ -241,8 +256,9 @@ static void rpc_proof(ado_ctx *ctx, ado_call *call, const char *params, size_t p
     }
     t = calloc(1, sizeof *t);
     struct ado_u256 total;
-    rc = t ? trn_collect_leaves(s, epoch, &t->leaves, &t->n, &total) : ADO_ENOMEM;
+    rc = t ? trn_collect_leaves(s, epoch, &t->owned, &t->n, &total) : ADO_ENOMEM;
     if (rc == 0) {
+        t->leaves = t->owned;
         t->s = s, t->epoch = epoch, t->used = tick_counter(s);
         t->waiters = w;
         rc = s->api->work_submit(s->ctx, rebuild_work, rebuild_done, t);
@@ -251,7 +267,7 @@ static void rpc_proof(ado_ctx *ctx, ado_call *call, const char *params, size_t p
         s->api->rpc_error(call, TRN_ERR_INTERNAL, s->api->strerror(rc), NULL);
         free(w);
         if (t)
-            free(t->leaves);
+            free(t->owned);
         free(t);
         return;
     }

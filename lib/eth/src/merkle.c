@@ -461,6 +461,10 @@ size_t ado_merkle_count(const struct ado_merkle *m) {
     return m->n;
 }
 
+const uint8_t *ado_merkle_bin(const struct ado_merkle *m) {
+    return m->bin;
+}
+
 void ado_merkle_root(const struct ado_merkle *m, uint8_t out[32]) {
     memcpy(out, m->tree[0], 32);
 }

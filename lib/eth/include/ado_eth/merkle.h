@@ -44,6 +44,11 @@ void ado_merkle_free(struct ado_merkle *m);
 /* Number of values (leaves). */
 size_t ado_merkle_count(const struct ado_merkle *m);
 
+/* The n binary (address, uint256) records a tree of ado_merkle_build_addr_u256 was built from
+ * (its own copy, in input order, ADO_MERKLE_ADDR_U256 bytes each; owned by m), or NULL for a
+ * tree built from JSON. */
+const uint8_t *ado_merkle_bin(const struct ado_merkle *m);
+
 /* Copies the root (tree[0]) into out. */
 void ado_merkle_root(const struct ado_merkle *m, uint8_t out[32]);
 
