@@ -35,70 +35,139 @@ static int op_has_amount(uint8_t type) {
     return type == TRN_OP_BOOST || type == TRN_OP_BURN || type == TRN_OP_BURN_FOR;
 }
 
-/* ---- a growable output buffer ---- */
+/* ---- encoder ----
+ *
+ * One pass sizes the output, so it is written through a plain pointer without reallocation.
+ * Accounts: every address the data names (ops, creators, leaves: k of them) goes into an
+ * open-addressing hash set that remembers, for each of the k, its slot; the distinct ones are
+ * sorted by an MSD radix sort (it skips bytes all addresses share), and each slot then gets its
+ * rank. Looking up an account's index is then two array reads, not a binary search. */
 
-struct obuf {
-    uint8_t *p;
-    size_t len, cap;
-    int err;
+struct addr20 {
+    uint8_t b[20];
 };
 
-static void ob_need(struct obuf *b, size_t n) {
-    if (b->err || b->len + n <= b->cap)
-        return;
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + n)
-        cap *= 2;
-    uint8_t *p = realloc(b->p, cap);
-    if (!p) {
-        b->err = ADO_ENOMEM;
+static uint64_t rd64(const uint8_t *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static size_t addr_hash(const uint8_t *a) {
+    uint32_t t;
+    memcpy(&t, a + 16, 4);
+    uint64_t h = rd64(a) * 0x9e3779b97f4a7c15ULL ^ rd64(a + 8) * 0xc2b2ae3d27d4eb4fULL ^
+                 (uint64_t)t * 0x165667b19e3779f9ULL;
+    return (size_t)(h ^ h >> 29);
+}
+
+static void insertion_sort20(struct addr20 *a, size_t n, size_t depth) {
+    for (size_t i = 1; i < n; i++) {
+        struct addr20 x = a[i];
+        size_t k = i;
+        while (k > 0 && memcmp(x.b + depth, a[k - 1].b + depth, 20 - depth) < 0) {
+            a[k] = a[k - 1];
+            k--;
+        }
+        a[k] = x;
+    }
+}
+
+/* Sorts a[0..n-1] (equal in bytes before depth) on bytes depth..19; tmp has room for n. */
+static void radix_sort20(struct addr20 *a, struct addr20 *tmp, size_t n, size_t depth) {
+    while (depth < 20) {
+        if (n < 48) {
+            insertion_sort20(a, n, depth);
+            return;
+        }
+        size_t cnt[257] = {0};
+        for (size_t i = 0; i < n; i++)
+            cnt[a[i].b[depth] + 1]++;
+        int one = 0;
+        for (int v = 0; v < 256; v++)
+            one |= cnt[v + 1] == n;
+        if (one) { /* every address has the same byte here: look at the next one */
+            depth++;
+            continue;
+        }
+        for (int v = 0; v < 256; v++)
+            cnt[v + 1] += cnt[v];
+        size_t start[256];
+        memcpy(start, cnt, sizeof start);
+        for (size_t i = 0; i < n; i++)
+            tmp[start[a[i].b[depth]]++] = a[i];
+        memcpy(a, tmp, n * sizeof *a);
+        for (int v = 0; v < 256; v++)
+            if (cnt[v + 1] - cnt[v] > 1)
+                radix_sort20(a + cnt[v], tmp, cnt[v + 1] - cnt[v], depth + 1);
         return;
     }
-    b->p = p;
-    b->cap = cap;
 }
 
-static void ob_put(struct obuf *b, const void *src, size_t n) {
-    ob_need(b, n);
-    if (b->err)
-        return;
-    memcpy(b->p + b->len, src, n);
-    b->len += n;
+/* The account table of an encoding: the sorted distinct addresses, and the index in it of each
+ * of the k addresses named (ops' accounts, then creators, then leaves, in that order). */
+struct accounts {
+    struct addr20 *sorted;
+    size_t n;
+    uint32_t *index; /* k entries */
+};
+
+static const uint8_t *named_addr(const struct trn_activity *a, size_t i) {
+    if (i < a->nops)
+        return a->ops + i * TRN_OP_LEN + 5;
+    i -= a->nops;
+    if (i < a->ncontents)
+        return a->contents[i].creator;
+    return a->leaves + (i - a->ncontents) * TRN_LEAF_LEN;
 }
 
-static void ob_varint(struct obuf *b, uint64_t v) {
-    uint8_t t[10];
-    size_t n = 0;
-    do {
-        t[n] = (uint8_t)(v & 0x7f);
-        v >>= 7;
-        if (v)
-            t[n] |= 0x80;
-        n++;
-    } while (v);
-    ob_put(b, t, n);
-}
-
-/* amount: one length byte (0..32) then that many big-endian bytes without leading zeros. */
-static void ob_amount_be(struct obuf *b, const uint8_t be[32]) {
-    size_t skip = 0;
-    while (skip < 32 && be[skip] == 0)
-        skip++;
-    uint8_t n = (uint8_t)(32 - skip);
-    ob_put(b, &n, 1);
-    ob_put(b, be + skip, n);
-}
-
-static void ob_amount(struct obuf *b, const struct ado_u256 *v) {
-    uint8_t be[32];
-    ado_u256_to_be32(v, be);
-    ob_amount_be(b, be);
-}
-
-/* ---- encoder ---- */
-
-static int cmp_addr(const void *a, const void *b) {
-    return memcmp(a, b, 20);
+static int build_accounts(const struct trn_activity *a, struct accounts *out) {
+    size_t k = a->nops + a->ncontents + a->nleaves;
+    if (k >= UINT32_MAX / 2)
+        return ADO_ELIMIT;
+    size_t cap = 64;
+    while (cap < 2 * k)
+        cap *= 2;
+    uint32_t *slot = malloc(cap * sizeof *slot); /* 0: empty, else 1 + first k index */
+    uint32_t *rank = malloc(cap * sizeof *rank);
+    uint32_t *where = malloc((k ? k : 1) * sizeof *where); /* slot of each named address */
+    struct addr20 *u = malloc((k ? k : 1) * sizeof *u), *tmp = NULL;
+    int rc = ADO_ENOMEM;
+    if (!slot || !rank || !where || !u)
+        goto done;
+    memset(slot, 0, cap * sizeof *slot);
+    size_t n = 0, mask = cap - 1;
+    for (size_t i = 0; i < k; i++) {
+        const uint8_t *ad = named_addr(a, i);
+        size_t h = addr_hash(ad) & mask;
+        while (slot[h] && memcmp(named_addr(a, slot[h] - 1), ad, 20) != 0)
+            h = (h + 1) & mask;
+        if (!slot[h]) {
+            slot[h] = (uint32_t)i + 1;
+            memcpy(u[n++].b, ad, 20);
+        }
+        where[i] = (uint32_t)h;
+    }
+    if (n > 1) {
+        tmp = malloc(n * sizeof *tmp);
+        if (!tmp)
+            goto done;
+        radix_sort20(u, tmp, n, 0);
+    }
+    for (size_t r = 0; r < n; r++) {
+        size_t h = addr_hash(u[r].b) & mask;
+        while (memcmp(named_addr(a, slot[h] - 1), u[r].b, 20) != 0)
+            h = (h + 1) & mask;
+        rank[h] = (uint32_t)r;
+    }
+    for (size_t i = 0; i < k; i++)
+        where[i] = rank[where[i]];
+    out->sorted = u, out->n = n, out->index = where;
+    u = NULL, where = NULL;
+    rc = 0;
+done:
+    free(slot), free(rank), free(where), free(u), free(tmp);
+    return rc;
 }
 
 static int cmp_content(const void *a, const void *b) {
@@ -107,65 +176,31 @@ static int cmp_content(const void *a, const void *b) {
     return x->num < y->num ? -1 : x->num > y->num;
 }
 
-/* Index of addr in the sorted table (it is there by construction). */
-static size_t addr_index(const uint8_t *table, size_t n, const uint8_t *addr) {
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = memcmp(table + mid * 20, addr, 20);
-        if (c == 0)
-            return mid;
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
+static inline uint8_t *put_varint(uint8_t *p, uint64_t v) {
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
     }
-    return n;
+    *p++ = (uint8_t)v;
+    return p;
 }
 
-static long content_index(const struct trn_content *const *sorted, size_t n, uint32_t num) {
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (sorted[mid]->num == num)
-            return (long)mid;
-        if (sorted[mid]->num < num)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return -1;
-}
-
-/* The sorted, deduplicated table of every address the data names. */
-static int build_accounts(const struct trn_activity *a, uint8_t **out, size_t *n) {
-    size_t cap = a->nops + a->ncontents + a->nleaves;
-    uint8_t *t = malloc(cap ? cap * 20 : 20);
-    if (!t)
-        return ADO_ENOMEM;
-    size_t k = 0;
-    for (size_t i = 0; i < a->nops; i++)
-        memcpy(t + 20 * k++, a->ops + i * TRN_OP_LEN + 5, 20);
-    for (size_t i = 0; i < a->ncontents; i++)
-        memcpy(t + 20 * k++, a->contents[i].creator, 20);
-    for (size_t i = 0; i < a->nleaves; i++)
-        memcpy(t + 20 * k++, a->leaves + i * TRN_LEAF_LEN, 20);
-    qsort(t, k, 20, cmp_addr);
-    size_t u = 0;
-    for (size_t i = 0; i < k; i++)
-        if (u == 0 || memcmp(t + 20 * (u - 1), t + 20 * i, 20) != 0)
-            memmove(t + 20 * u++, t + 20 * i, 20);
-    *out = t;
-    *n = u;
-    return 0;
+/* amount: one length byte (0..32) then that many big-endian bytes without leading zeros. */
+static inline uint8_t *put_amount(uint8_t *p, const uint8_t be[32]) {
+    size_t skip = 0;
+    while (skip < 32 && be[skip] == 0)
+        skip++;
+    *p++ = (uint8_t)(32 - skip);
+    memcpy(p, be + skip, 32 - skip);
+    return p + 32 - skip;
 }
 
 int trn_activity_encode(const struct trn_activity *a, uint8_t **out, size_t *out_len) {
-    uint8_t *accts = NULL;
-    size_t nacc = 0;
+    struct accounts acc = {0};
     const struct trn_content **cs = NULL;
-    struct obuf b = {0};
-    int rc = build_accounts(a, &accts, &nacc);
+    uint32_t *cidx = NULL; /* content number - lo -> index in cs + 1 (0: not there) */
+    uint8_t *buf = NULL;
+    int rc = build_accounts(a, &acc);
     if (rc < 0)
         return rc;
     cs = malloc((a->ncontents ? a->ncontents : 1) * sizeof *cs);
@@ -176,61 +211,84 @@ int trn_activity_encode(const struct trn_activity *a, uint8_t **out, size_t *out
     for (size_t i = 0; i < a->ncontents; i++)
         cs[i] = &a->contents[i];
     qsort(cs, a->ncontents, sizeof *cs, cmp_content);
-
-    ob_put(&b, TRN_ACT_MAGIC, 4);
-    uint8_t ver = TRN_ACT_VERSION;
-    ob_put(&b, &ver, 1);
-    ob_varint(&b, a->epoch);
-    ob_amount(&b, &a->view_reward);
-    ob_amount(&b, &a->view_cost);
-    ob_amount(&b, &a->boost_fee);
-    ob_varint(&b, nacc);
-    ob_put(&b, accts, nacc * 20);
-    ob_varint(&b, a->ncontents);
-    for (size_t i = 0; i < a->ncontents; i++) {
-        ob_varint(&b, cs[i]->num);
-        ob_varint(&b, addr_index(accts, nacc, cs[i]->creator));
-        ob_varint(&b, cs[i]->id_len);
-        ob_put(&b, cs[i]->id, cs[i]->id_len);
+    /* content number -> index: a direct table over the numbers' range */
+    uint32_t lo = a->ncontents ? cs[0]->num : 0;
+    size_t range = a->ncontents ? (size_t)(cs[a->ncontents - 1]->num - lo) + 1 : 1;
+    cidx = calloc(range, sizeof *cidx);
+    if (!cidx) {
+        rc = ADO_ENOMEM;
+        goto done;
     }
-    ob_varint(&b, a->nops);
+    size_t bound = 5 + 10 + 3 * 33 + 10 + acc.n * 20 + 10 + 10 + a->nops * (1 + 5 + 5 + 33) + 10 +
+                   a->nleaves * (10 + 33);
+    for (size_t i = 0; i < a->ncontents; i++) {
+        if (i == 0 || cs[i]->num != cs[i - 1]->num)
+            cidx[cs[i]->num - lo] = (uint32_t)i + 1;
+        bound += 5 + 5 + 10 + cs[i]->id_len;
+    }
+    buf = malloc(bound);
+    if (!buf) {
+        rc = ADO_ENOMEM;
+        goto done;
+    }
+    uint8_t *p = buf, be[32];
+    memcpy(p, TRN_ACT_MAGIC, 4);
+    p[4] = TRN_ACT_VERSION;
+    p = put_varint(p + 5, a->epoch);
+    ado_u256_to_be32(&a->view_reward, be);
+    p = put_amount(p, be);
+    ado_u256_to_be32(&a->view_cost, be);
+    p = put_amount(p, be);
+    ado_u256_to_be32(&a->boost_fee, be);
+    p = put_amount(p, be);
+    p = put_varint(p, acc.n);
+    memcpy(p, acc.sorted, acc.n * 20);
+    p += acc.n * 20;
+    p = put_varint(p, a->ncontents);
+    const uint32_t *creator_idx = acc.index + a->nops;
+    for (size_t i = 0; i < a->ncontents; i++) {
+        p = put_varint(p, cs[i]->num);
+        p = put_varint(p, creator_idx[cs[i] - a->contents]);
+        p = put_varint(p, cs[i]->id_len);
+        memcpy(p, cs[i]->id, cs[i]->id_len);
+        p += cs[i]->id_len;
+    }
+    p = put_varint(p, a->nops);
     for (size_t i = 0; i < a->nops; i++)
-        ob_put(&b, a->ops + i * TRN_OP_LEN, 1);
+        *p++ = a->ops[i * TRN_OP_LEN];
     for (size_t i = 0; i < a->nops; i++) { /* content column */
-        struct trn_op op;
-        trn_op_unpack(a->ops + i * TRN_OP_LEN, &op);
-        if (!op_has_content(op.type))
+        const uint8_t *r = a->ops + i * TRN_OP_LEN;
+        if (!op_has_content(r[0]))
             continue;
-        long ci = content_index(cs, a->ncontents, op.content);
-        if (ci < 0) {
+        uint32_t num = (uint32_t)r[1] << 24 | (uint32_t)r[2] << 16 | (uint32_t)r[3] << 8 | r[4];
+        if (num < lo || num - lo >= range || !cidx[num - lo]) {
             rc = ADO_EINVAL;
             goto done;
         }
-        ob_varint(&b, (uint64_t)ci);
+        p = put_varint(p, cidx[num - lo] - 1);
     }
     for (size_t i = 0; i < a->nops; i++) /* account column */
-        ob_varint(&b, addr_index(accts, nacc, a->ops + i * TRN_OP_LEN + 5));
+        p = put_varint(p, acc.index[i]);
     for (size_t i = 0; i < a->nops; i++) /* amount column */
         if (op_has_amount(a->ops[i * TRN_OP_LEN]))
-            ob_amount_be(&b, a->ops + i * TRN_OP_LEN + 25);
-    ob_varint(&b, a->nleaves);
+            p = put_amount(p, a->ops + i * TRN_OP_LEN + 25);
+    p = put_varint(p, a->nleaves);
+    const uint32_t *leaf_idx = creator_idx + a->ncontents;
     size_t prev = 0;
     for (size_t i = 0; i < a->nleaves; i++) { /* leaves: account index delta, amount */
-        size_t ai = addr_index(accts, nacc, a->leaves + i * TRN_LEAF_LEN);
-        ob_varint(&b, i == 0 ? ai : ai - prev);
-        ob_amount_be(&b, a->leaves + i * TRN_LEAF_LEN + 20);
+        size_t ai = leaf_idx[i];
+        p = put_varint(p, i == 0 ? ai : ai - prev);
+        p = put_amount(p, a->leaves + i * TRN_LEAF_LEN + 20);
         prev = ai;
     }
-    rc = b.err;
+    *out_len = (size_t)(p - buf);
 done:
-    free(accts);
-    free(cs);
+    free(acc.sorted), free(acc.index), free(cs), free(cidx);
     if (rc < 0) {
-        free(b.p);
+        free(buf);
         return rc;
     }
-    *out = b.p;
-    *out_len = b.len;
+    *out = buf;
     return 0;
 }
 
