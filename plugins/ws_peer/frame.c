@@ -102,6 +102,12 @@ int wsp_decode(const uint8_t *buf, size_t len, struct wsp_frame *f) {
         f->status = (int32_t)get_u32(&r);
         get_blob(&r, &f->blob, &f->blob_len);
         break;
+    case WSP_ACKR:
+        f->u = get_u64(&r);
+        f->last = get_u64(&r);
+        if (f->last <= f->u || f->last - f->u >= WSP_ACKR_MAX)
+            r.bad = 1;
+        break;
     default:
         return ADO_EINVAL;
     }
@@ -135,6 +141,8 @@ size_t wsp_encoded_len(const struct wsp_frame *f) {
         return f->blob_len <= UINT32_MAX ? n + 8 + 4 + f->blob_len : 0;
     case WSP_RESULT:
         return f->blob_len <= UINT32_MAX ? n + 12 + 4 + f->blob_len : 0;
+    case WSP_ACKR:
+        return f->last > f->u && f->last - f->u < WSP_ACKR_MAX ? n + 16 : 0;
     default:
         return 0;
     }
@@ -201,8 +209,22 @@ size_t wsp_encode(const struct wsp_frame *f, uint8_t *out) {
     case WSP_RESULT:
         p = put_blob(put_u32(put_u64(p, f->u), (uint32_t)f->status), f->blob, f->blob_len);
         break;
+    case WSP_ACKR:
+        p = put_u64(put_u64(p, f->u), f->last);
+        break;
     }
     return (size_t)(p - out) == n ? n : 0;
+}
+
+size_t wsp_ack_run(const uint64_t *s, size_t n, uint64_t *first, uint64_t *last) {
+    if (!n)
+        return 0;
+    size_t k = 1;
+    while (k < n && k < WSP_ACKR_MAX && s[k - 1] != UINT64_MAX && s[k] == s[k - 1] + 1)
+        k++;
+    *first = s[0];
+    *last = s[k - 1];
+    return k;
 }
 
 void wsp_auth_transcript(uint8_t out[WSP_TRANSCRIPT_LEN], char role, const uint8_t *client_nonce,

@@ -14,6 +14,8 @@
  *   PONG    7  u64 echoed_ms
  *   QUERY   8  u64 id blob request        (JSON-RPC request text)
  *   RESULT  9  u64 id i32 status blob response
+ *   ACKR   10  u64 first u64 last      (ACK of every seq first..last; first < last and
+ *                                       last - first < WSP_ACKR_MAX)
  *
  * A frame must be exactly as long as its body: trailing bytes are an error. Decoding never
  * allocates; strings are copied into the frame struct, blobs point into the input. */
@@ -28,6 +30,7 @@
 #define WSP_NONCE      32
 #define WSP_PK         32
 #define WSP_SIG        64
+#define WSP_ACKR_MAX   65536 /* seqs one ACKR may cover */
 #define WSP_AUTH_LABEL "adonode ws_peer v1 auth"
 /* Bytes of the auth transcript: label, role byte, two nonces, two public keys. */
 #define WSP_TRANSCRIPT_LEN (sizeof WSP_AUTH_LABEL - 1 + 1 + 2 * WSP_NONCE + 2 * WSP_PK)
@@ -42,12 +45,14 @@ enum wsp_type {
     WSP_PONG = 7,
     WSP_QUERY = 8,
     WSP_RESULT = 9,
+    WSP_ACKR = 10,
 };
 
 struct wsp_frame {
     int type;
     uint64_t u; /* seq (MSG, ACK, NACK), ms (PING, PONG), id (QUERY, RESULT) */
     uint64_t created_ms;
+    uint64_t last; /* ACKR: the last seq acked (u is the first) */
     int32_t status;
     uint8_t nonce[WSP_NONCE];
     uint8_t pk[WSP_PK];
@@ -67,6 +72,11 @@ int wsp_decode(const uint8_t *buf, size_t len, struct wsp_frame *f);
 size_t wsp_encoded_len(const struct wsp_frame *f);
 /* Encode into `out` (wsp_encoded_len bytes). Returns the length, or 0 as above. */
 size_t wsp_encode(const struct wsp_frame *f, uint8_t *out);
+
+/* The receiver's acks of one turn, in the order the applies became durable: the length of
+ * the run of consecutive seqs at the front of s[0..n) (at most WSP_ACKR_MAX), with its first
+ * and last seq. 0 if n is 0. Only seqs present in s are covered: a gap ends the run. */
+size_t wsp_ack_run(const uint64_t *s, size_t n, uint64_t *first, uint64_t *last);
 
 /* The bytes each side signs: label | role ('C' client or 'S' server, the signer's) |
  * client_nonce | server_nonce | client_pk | server_pk. */

@@ -239,6 +239,7 @@ static int write_queue(struct lws *wsi, struct wsp_conn *c) {
  * is corked for the burst, so that a window of messages (or a turn's acks) leaves in full
  * segments instead of one TCP segment, and one wakeup of the peer, per frame. */
 static int on_writeable(struct lws *wsi, struct wsp_conn *c) {
+    wsp_acks_flush(c->w, c);
     int fd = c->qhead && c->qhead->next ? (int)lws_get_socket_fd(wsi) : -1, one = 1, zero = 0;
     if (fd >= 0 && setsockopt(fd, IPPROTO_TCP, TCP_CORK, &one, sizeof one) < 0)
         fd = -1;

@@ -251,11 +251,54 @@ static void send_ack(struct wsp *w, const char *peer, uint64_t seq, int status) 
     wsp_conn_send(p->link, &f);
 }
 
+/* Acks are not written one by one: a durable apply adds its seq to the peer's queue and asks
+ * for a writeable callback; wsp_acks_flush then writes the turn's acks as ranges of
+ * consecutive seqs (ACKR), one frame per range. Only seqs whose apply is durable (done with
+ * status 0) ever enter the queue, so a range never covers an unapplied message. */
+static void ack_later(struct wsp *w, const char *peer, uint64_t seq) {
+    struct wsp_peer *p = wsp_peer_by_name(w, peer);
+    if (!p || !p->link || !p->link->wsi)
+        return; /* the sender will send it again and get the ack then */
+    if (p->nackq == p->capackq) {
+        size_t cap = p->capackq ? p->capackq * 2 : 256;
+        uint64_t *q = realloc(p->ackq, cap * sizeof *q);
+        if (!q) {
+            send_ack(w, peer, seq, 0);
+            return;
+        }
+        p->ackq = q;
+        p->capackq = cap;
+    }
+    p->ackq[p->nackq++] = seq;
+    lws_callback_on_writable(p->link->wsi);
+}
+
+void wsp_acks_flush(struct wsp *w, struct wsp_conn *c) {
+    struct wsp_peer *p = c->peer;
+    if (!p || p->link != c || !p->nackq)
+        return;
+    for (size_t i = 0; i < p->nackq;) {
+        struct wsp_frame f = {.type = WSP_ACK};
+        size_t k = wsp_ack_run(p->ackq + i, p->nackq - i, &f.u, &f.last);
+        if (k > 1)
+            f.type = WSP_ACKR;
+        if (wsp_conn_send(c, &f) < 0)
+            break; /* queue full or closing: the sender resends, the repeat is acked then */
+        i += k;
+    }
+    p->nackq = 0;
+    (void)w;
+}
+
 static void rx_done(void *arg, int status) {
     struct rx_pending *r = arg;
     struct wsp *w = r->anchor->w;
-    if (w && !w->stopping)
-        send_ack(w, r->peer, r->seq, status);
+    if (w && !w->stopping) {
+        if (status == 0)
+            ack_later(w, r->peer, r->seq);
+        else
+            send_ack(w, r->peer, r->seq, status);
+    }
     anchor_put(r->anchor);
     free(r->peer);
     free(r);
@@ -362,6 +405,15 @@ int wsp_on_frame(struct wsp *w, struct wsp_conn *c, const struct wsp_frame *f,
         p->acked++;
         w->api->bridge_acked(w->ctx, p->name, f->u);
         return 0;
+    case WSP_ACKR: /* decode checked first < last and the span */
+        for (uint64_t s = f->u;; s++) {
+            fl_remove(p, s);
+            p->acked++;
+            w->api->bridge_acked(w->ctx, p->name, s);
+            if (s == f->last)
+                break;
+        }
+        return 0;
     case WSP_NACK:
         fl_remove(p, f->u);
         p->nacked++;
@@ -444,7 +496,7 @@ fail_inval:
 }
 
 static void peer_free(struct wsp_peer *p) {
-    free(p->name), free(p->layer), free(p->address), free(p->fl), free(p);
+    free(p->name), free(p->layer), free(p->address), free(p->fl), free(p->ackq), free(p);
 }
 
 static void op_peer_close(void *arg, const char *name) {

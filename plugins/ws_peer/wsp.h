@@ -58,6 +58,8 @@ struct wsp_peer {
     char last_error[128];
     struct wsp_inflight *fl; /* FIFO of in-flight messages: fl[flhead..fln) */
     size_t flhead, fln, flcap;
+    uint64_t *ackq; /* seqs durably applied, ack not written yet (sent once per writeable) */
+    size_t nackq, capackq;
     uint64_t sent, acked, nacked, received, failed, connects;
 };
 
@@ -113,6 +115,9 @@ struct wsp_peer *wsp_peer_by_name(struct wsp *w, const char *name);
 int wsp_link_up(struct wsp *w, struct wsp_conn *c);
 /* `c` went away: if it was its peer's link, report the peer down and fail in-flight. */
 void wsp_link_down(struct wsp *w, struct wsp_conn *c, const char *reason);
+/* Queue the acks collected for c's peer (if c is its link) as ACK / ACKR frames on c:
+ * called at the start of each writeable callback, so one turn's acks leave together. */
+void wsp_acks_flush(struct wsp *w, struct wsp_conn *c);
 /* Frames after authentication. Return 0, or -1 to close (with reason set). */
 int wsp_on_frame(struct wsp *w, struct wsp_conn *c, const struct wsp_frame *f, const char **reason);
 

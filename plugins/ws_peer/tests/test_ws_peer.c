@@ -2,6 +2,7 @@
  * trips, and garbage (short, long, bad version, unknown type, bad strings) is refused. */
 #include <criterion/criterion.h>
 #include <sodium.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ado/errors.h"
@@ -92,7 +93,7 @@ Test(ws_peer_frame, garbage_is_refused_never_read_out_of_bounds) {
         size_t n = randombytes_uniform(sizeof rnd);
         randombytes_buf(rnd, n);
         if (n > 1)
-            rnd[0] = 1, rnd[1] = (uint8_t)(1 + randombytes_uniform(9));
+            rnd[0] = 1, rnd[1] = (uint8_t)(1 + randombytes_uniform(10));
         wsp_decode(rnd, n, &f);
     }
 }
@@ -160,4 +161,58 @@ Test(ws_peer_parse, urls_hostports_and_keys) {
     cr_assert_eq(wsp_hex32("0011", k), ADO_EINVAL);
     cr_assert_eq(wsp_hex32("zz112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", k),
                  ADO_EINVAL);
+}
+
+Test(ws_peer_frame, ackr_round_trips_and_refuses_empty_reversed_or_huge_ranges) {
+    struct wsp_frame f = {.type = WSP_ACKR, .u = 10, .last = 12};
+    struct wsp_frame g = roundtrip(&f);
+    cr_assert_eq(g.u, 10);
+    cr_assert_eq(g.last, 12);
+    /* first == last is an ACK, last < first is nonsense, a span past WSP_ACKR_MAX is refused:
+     * the encoder makes none of them, the decoder accepts none of them. */
+    uint64_t bad[][2] = {{7, 7}, {9, 8}, {1, 1 + WSP_ACKR_MAX}, {0, UINT64_MAX}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct wsp_frame b = {.type = WSP_ACKR, .u = bad[i][0], .last = bad[i][1]};
+        cr_assert_eq(wsp_encoded_len(&b), 0, "range %zu", i);
+        uint8_t buf[18] = {1, WSP_ACKR};
+        for (int k = 0; k < 8; k++) {
+            buf[2 + k] = (uint8_t)(bad[i][0] >> (56 - 8 * k));
+            buf[10 + k] = (uint8_t)(bad[i][1] >> (56 - 8 * k));
+        }
+        cr_assert_eq(wsp_decode(buf, sizeof buf, &g), ADO_EINVAL, "range %zu", i);
+    }
+    struct wsp_frame ok = {.type = WSP_ACKR, .u = 1, .last = WSP_ACKR_MAX};
+    cr_assert_eq(roundtrip(&ok).last, WSP_ACKR_MAX);
+}
+
+/* The acks of a turn become ranges that cover exactly the seqs given (the durably applied
+ * ones): a seq missing from the list (not applied yet, or refused) is never inside a range. */
+Test(ws_peer_frame, ack_runs_cover_exactly_the_applied_seqs) {
+    uint64_t s[] = {5, 6, 7, 9, 10, 3, 4, 4, UINT64_MAX - 1, UINT64_MAX, 1};
+    size_t n = sizeof s / sizeof s[0];
+    uint64_t want[][2] = {{5, 7}, {9, 10}, {3, 4}, {4, 4}, {UINT64_MAX - 1, UINT64_MAX}, {1, 1}};
+    size_t i = 0, r = 0;
+    while (i < n) {
+        uint64_t first, last;
+        size_t k = wsp_ack_run(s + i, n - i, &first, &last);
+        cr_assert_gt(k, 0);
+        cr_assert_lt(r, sizeof want / sizeof want[0]);
+        cr_assert_eq(first, want[r][0], "run %zu", r);
+        cr_assert_eq(last, want[r][1], "run %zu", r);
+        cr_assert_eq(last - first + 1, k, "run %zu covers only listed seqs", r);
+        i += k, r++;
+    }
+    cr_assert_eq(r, sizeof want / sizeof want[0]);
+    cr_assert_eq(wsp_ack_run(s, 0, &(uint64_t){0}, &(uint64_t){0}), 0);
+    /* A long run is cut at WSP_ACKR_MAX. */
+    size_t big = WSP_ACKR_MAX + 10;
+    uint64_t *b = malloc(big * sizeof *b);
+    cr_assert_not_null(b);
+    for (size_t j = 0; j < big; j++)
+        b[j] = 100 + j;
+    uint64_t first, last;
+    cr_assert_eq(wsp_ack_run(b, big, &first, &last), WSP_ACKR_MAX);
+    cr_assert_eq(last - first + 1, WSP_ACKR_MAX);
+    cr_assert_eq(wsp_ack_run(b + WSP_ACKR_MAX, 10, &first, &last), 10);
+    free(b);
 }
