@@ -128,6 +128,17 @@ static void fees_now(struct evm_peer *p, struct ado_u256 *max_fee, struct ado_u2
         *prio = *max_fee;
 }
 
+/* What the calldata itself costs at most: the EIP-7623 floor, 10 gas per zero byte and 40 per
+ * other byte (above the standard 4 / 16). Added to the default gas limit, which then budgets
+ * the execution only: a 120 KiB publishChunk needs ~5M gas, and a node refuses (geth:
+ * "intrinsic gas too low") or drops (anvil) a transaction whose limit does not cover it. */
+static uint64_t calldata_gas(const uint8_t *data, size_t len) {
+    uint64_t gas = 0;
+    for (size_t i = 0; i < len; i++)
+        gas += data[i] ? 40 : 10;
+    return gas;
+}
+
 /* ---- broadcast --------------------------------------------------------------------------- */
 
 struct bcast {
@@ -361,7 +372,7 @@ int evm_peer_send(struct evm_peer *p, const struct ado_bridge_msg *msg) {
         return ADO_EINVAL;
     }
     if (!t->gas_limit)
-        t->gas_limit = p->default_gas;
+        t->gas_limit = p->default_gas + calldata_gas(t->data, t->data_len);
     t->has_to = 1;
     t->seq = msg->seq;
     t->nonce = p->next_nonce;

@@ -176,6 +176,34 @@ static int node_err(struct node *n, const char *method, const char *params) {
     return code;
 }
 
+/* A JSON-RPC batch (body: a JSON array of requests) whose every answer must be a result. */
+static void node_batch_ok(struct node *n, const char *body) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)n->port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    size_t bl = strlen(body);
+    char hdr[256];
+    int hl = snprintf(hdr, sizeof hdr,
+                      "POST /rpc HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " TOKEN
+                      "\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                      "Connection: close\r\n\r\n",
+                      bl);
+    cr_assert_eq(send(fd, hdr, (size_t)hl, MSG_NOSIGNAL), hl);
+    cr_assert_eq(send(fd, body, bl, MSG_NOSIGNAL), (ssize_t)bl);
+    json_t *v = rpc_read(fd);
+    cr_assert(json_is_array(v), "batch: no array answer");
+    size_t i;
+    json_t *r;
+    json_array_foreach(v, i, r) {
+        char *rs = json_dumps(r, 0);
+        cr_assert(json_object_get(r, "result"), "batch item %zu: %s", i, rs);
+        free(rs);
+    }
+    json_decref(v);
+}
+
 static void node_start(struct node *n) {
     char logp[300], cfg[300];
     snprintf(cfg, sizeof cfg, "%s/chain.yaml", n->dir);
@@ -362,7 +390,7 @@ static void deploy(struct e2e *f) {
     json_decref(o);
 }
 
-static void write_config(struct e2e *f, const char *close_delay) {
+static void write_config(struct e2e *f, const char *close_delay, const char *chunk_size) {
     char *keyp = th_write(f->n.dir, "l2.key", ORACLE_KEY "\n");
     cr_assert_eq(chmod(keyp, 0600), 0);
     char yaml[8192];
@@ -386,13 +414,13 @@ static void write_config(struct e2e *f, const char *close_delay) {
              "      rates: {view_reward: \"1000\", view_cost: \"0\", boost_fee: \"7\"}\n"
              "      gas: {per_operation: \"1\", l2_fee_per_tx: \"50\"}\n"
              "      l2: {peer: l2, submit: true, contract: settlement, deposits_contract: \"%s\",\n"
-             "           chunk_size: 1KiB}\n"
+             "           chunk_size: %s}\n"
              "      tuning: {compression_quality: 1, close_delay: %s}\n"
              "bridge:\n  peers:\n"
              "    - {name: l2, layer: L2, transport: evm_l2, address: \"%s\",\n"
              "       retry: {attempts: 10, backoff: 200ms, max_backoff: 1s}}\n",
-             f->n.dir, f->n.port, keyp, f->settlement, f->deposits, f->deposits, close_delay,
-             f->a.url);
+             f->n.dir, f->n.port, keyp, f->settlement, f->deposits, f->deposits, chunk_size,
+             close_delay, f->a.url);
     free(keyp);
     free(th_write(f->n.dir, "chain.yaml", yaml));
 }
@@ -469,7 +497,10 @@ static json_t *wait_settled(struct node *n, uint64_t epoch, int timeout_ms) {
     }
     json_t *r = NODE_OK(n, "trn_epoch", "{\"epoch\":%llu}", (unsigned long long)epoch);
     char *s = json_dumps(r, 0);
-    cr_assert_fail("epoch %llu not settled on L2: %s", (unsigned long long)epoch, s);
+    json_t *st = NODE_OK(n, "l2_status", "{}");
+    char *ss = json_dumps(st, 0);
+    cr_assert_fail("epoch %llu not settled on L2: %s\nl2_status: %.3000s",
+                   (unsigned long long)epoch, s, ss);
     return NULL;
 }
 
@@ -544,7 +575,7 @@ static void assert_settled_once(struct e2e *f, uint64_t epoch, long long chunks)
 Test(trn_e2e, an_account_earns_on_l3_and_claims_on_l2_with_a_proof_from_the_node, .timeout = 150) {
     struct e2e f;
     fx_start(&f);
-    write_config(&f, "0");
+    write_config(&f, "0", "1KiB");
     node_start(&f.n);
 
     /* Deposits on L2 fund L3: the treasury (it pays gas and view rewards) and ALICE. */
@@ -670,7 +701,7 @@ Test(trn_e2e, a_node_killed_9_during_a_close_and_restarted_loses_nothing_and_set
     struct e2e f;
     fx_start(&f);
     /* The worker waits 300 ms, so a kill lands in the middle of the close. */
-    write_config(&f, "300ms");
+    write_config(&f, "300ms", "1KiB");
     node_start(&f.n);
     mint(&f, TREASURY, "10000000");
     deposit(&f, TREASURY, "10000000");
@@ -739,5 +770,51 @@ Test(trn_e2e, a_node_killed_9_during_a_close_and_restarted_loses_nothing_and_set
     char want[32];
     snprintf(want, sizeof want, "%llu", (unsigned long long)last + 1);
     cr_assert_str_eq(l2_uint(&f.a, f.settlement, "nextEpoch()", args), want);
+    fx_done(&f);
+}
+
+Test(trn_e2e, a_day_larger_than_a_chunk_settles_in_full_120_KiB_chunks, .timeout = 150) {
+    struct e2e f;
+    fx_start(&f);
+    write_config(&f, "0", "120KiB");
+    node_start(&f.n);
+    mint(&f, TREASURY, "100000000000");
+    deposit(&f, TREASURY, "100000000000");
+    wait_balance(&f.n, TREASURY, "100000000000");
+    /* 7000 creators with pseudo-random addresses: about 150 KB of compressed data. */
+    enum { N = 7000, BATCH = 250 };
+    size_t cap = BATCH * 300 + 16;
+    char *body = malloc(cap);
+    for (int b = 0; b < N / BATCH; b++) {
+        for (int kind = 0; kind < 2; kind++) {
+            size_t len = 0;
+            body[len++] = '[';
+            for (int i = b * BATCH; i < (b + 1) * BATCH; i++) {
+                char c[ADO_ETH_ADDRESS_TEXTLEN];
+                creator_addr((uint32_t)(i + 100000), c);
+                len += (size_t)snprintf(
+                    body + len, cap - len,
+                    kind == 0
+                        ? "%s{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"trn_registerContent\","
+                          "\"params\":{\"content\":\"d-%d\",\"creator\":\"%s\"}}"
+                        : "%s{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"trn_view\","
+                          "\"params\":{\"content\":\"d-%d\",\"viewer\":\"" ALICE "\"}}",
+                    i > b * BATCH ? "," : "", i, i, c);
+            }
+            body[len++] = ']';
+            body[len] = 0;
+            node_batch_ok(&f.n, body);
+        }
+    }
+    free(body);
+    json_t *closed = NODE_OK(&f.n, "trn_closeEpoch", "{}");
+    long long chunks = jint(closed, "chunks");
+    fprintf(stderr, "e2e: %d leaves, %lld bytes compressed, %lld chunks\n", N,
+            jint(closed, "data_size"), chunks);
+    cr_assert_geq(chunks, 2, "the data should exceed one 120 KiB chunk");
+    json_decref(closed);
+    json_t *e = wait_settled(&f.n, 0, 60000);
+    assert_settled_once(&f, 0, chunks);
+    json_decref(e);
     fx_done(&f);
 }
