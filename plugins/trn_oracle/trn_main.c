@@ -184,6 +184,16 @@ static int read_config(struct trn *s) {
         rc = a->config_string(s->ctx, "l2.contract", &s->contract);
     if (rc == 0)
         rc = a->config_string(s->ctx, "l2.deposits_contract", &s->deposits_contract);
+    uint8_t dep[20];
+    if (rc == 0 && *s->deposits_contract &&
+        ado_eth_address_parse(s->deposits_contract, strlen(s->deposits_contract), dep) < 0) {
+        /* Deposit events carry the contract's address: anything else would match none. */
+        a->log(s->ctx, ADO_LOG_ERROR,
+               "config l2.deposits_contract: not an address (evm_l2 aliases are not resolved "
+               "here): %s",
+               s->deposits_contract);
+        return ADO_ECONFIG;
+    }
     if (rc == 0)
         rc = a->config_string(s->ctx, "l2.deposit_event", &s->deposit_event);
     if (rc == 0)

@@ -279,3 +279,15 @@ Test(trn_ops, random_operations_keep_the_ledger_reconciled) {
     for (int i = 0; i < 4; i++)
         cr_assert_neq(tt_balance(&node, acct[i])[0], '-');
 }
+
+/* Deposit events name their contract by address: an evm_l2 alias in l2.deposits_contract
+ * matched no event at all, and every deposit was silently ignored. */
+Test(trn_config, a_deposits_contract_that_is_not_an_address_is_refused_at_start) {
+    char *d = th_tmpdir();
+    struct th_node n;
+    int rc = tt_start(&n, d, "      l2: {submit: false, deposits_contract: deposits}\n");
+    cr_assert_lt(rc, 0, "the node started with deposits_contract: deposits");
+    th_node_stop(&n);
+    th_rmrf(d);
+    free(d);
+}
