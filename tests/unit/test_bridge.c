@@ -48,8 +48,8 @@ static void start_one(struct pair *p, struct th_node *t, const char *name, const
              "  outbox_limit: %d\n"
              "  peers:\n"
              "    - {name: %s, layer: %s, transport: fxloop, address: \"fx://%s\", %s}\n",
-             name, layer, dir, store_sync, FX, fx_query ? "true" : "false", outbox_limit, peer, peer_layer,
-             peer, peer_opts);
+             name, layer, dir, store_sync, FX, fx_query ? "true" : "false", outbox_limit, peer,
+             peer_layer, peer, peer_opts);
     int rc = th_node_start(t, dir, yaml);
     cr_assert_eq(rc, 0, "start %s: %d\n%s", name, rc, th_diag_text(t));
 }
@@ -270,15 +270,16 @@ Test(bridge, dead_letter_after_attempts_then_retry_and_drop) {
     cr_assert_geq(ms, 40.0, "dead-lettered after %.1f ms: backoff not applied", ms);
     spin(&p, 300);
     struct ado_bridge_peer_info ia = info(&p.a, "b");
-    cr_assert_eq(ia.dead_total, 2, "both messages ran out of attempts: dead %llu retries %llu depth %llu breaker %d",
-                 (unsigned long long)ia.dead_total, (unsigned long long)ia.retries, (unsigned long long)ia.depth, ia.breaker);
+    cr_assert_eq(ia.dead_total, 2,
+                 "both messages ran out of attempts: dead %llu retries %llu depth %llu breaker %d",
+                 (unsigned long long)ia.dead_total, (unsigned long long)ia.retries,
+                 (unsigned long long)ia.depth, ia.breaker);
     cr_assert_eq(ia.retries, 4, "2 retries each");
     cr_assert_eq(ia.depth, 0);
 
     json_t *r = rpc(&p, &p.a, "bridge_deadletters", "{\"peer\":\"b\"}");
     json_t *list = json_object_get(r, "result");
-    cr_assert(json_is_array(list) && json_array_size(list) == 2, "%s",
-              json_dumps(r, JSON_COMPACT));
+    cr_assert(json_is_array(list) && json_array_size(list) == 2, "%s", json_dumps(r, JSON_COMPACT));
     json_t *d0 = json_array_get(list, 0);
     cr_assert_str_eq(json_string_value(json_object_get(d0, "id")), "a/b/1");
     cr_assert_str_eq(json_string_value(json_object_get(d0, "topic")), "test.msg");
@@ -507,9 +508,9 @@ Test(bridge, rpc_shapes_send_peers_query) {
     json_t *a = json_object_get(r, "result");
     cr_assert_eq(json_array_size(a), 1, "%s", json_dumps(r, JSON_COMPACT));
     json_t *pb = json_array_get(a, 0);
-    const char *keys[] = {"name",   "layer",       "transport",  "state",        "breaker",
+    const char *keys[] = {"name",        "layer",     "transport",  "state",       "breaker",
                           "queue_depth", "in_flight", "last_error", "last_ack_ms", "dead_letters",
-                          "sent",   "acked",       "retries",    "received",     "duplicates"};
+                          "sent",        "acked",     "retries",    "received",    "duplicates"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         cr_assert(json_object_get(pb, keys[i]), "bridge_peers has %s", keys[i]);
     cr_assert_str_eq(json_string_value(json_object_get(pb, "state")), "up");
@@ -555,8 +556,8 @@ Test(bridge, query_unsupported_by_transport) {
     fx_query = 0;
     struct pair p;
     pair_start(&p);
-    json_t *r = rpc(&p, &p.a, "bridge_query",
-                    "{\"peer\":\"b\",\"request\":{\"method\":\"node_info\"}}");
+    json_t *r =
+        rpc(&p, &p.a, "bridge_query", "{\"peer\":\"b\",\"request\":{\"method\":\"node_info\"}}");
     cr_assert_eq(err_code(r), -32011);
     json_decref(r);
     pair_stop(&p);
@@ -600,6 +601,68 @@ Test(bridge, envelope_on_the_bus) {
     j = json_loads(last_env, 0, &e);
     cr_assert_str_eq(json_string_value(json_object_get(j, "payload")), "not json");
     json_decref(j);
+    pair_stop(&p);
+}
+
+/* The envelope is written by hand (not built and dumped with jansson): it must be the same
+ * JSON value jansson made, for every kind of payload. */
+Test(bridge, envelope_written_directly_equals_the_jansson_one) {
+    struct pair p;
+    pair_start(&p);
+    uint64_t id;
+    cr_assert_eq(ado_bus_subscribe(p.b.node->bus, "bridge.in.shop.>", NULL, on_env, NULL, &id), 0);
+    struct {
+        const char *payload;
+        int kind; /* 0 JSON, 1 text, 2 hex */
+    } cases[] = {
+        {"{\"sku\":\"x\",\"qty\":2}", 0},
+        {"  [1, 2.5, \"\\u00e9\\n\", {\"a\" : null}]  ", 0},
+        {"\"caf\xc3\xa9 \\\"q\\\"\"", 0},
+        {"12345678901234567890123", 1}, /* too big for jansson: text */
+        {"say \"hi\"\t\\ now\x01", 1},
+        {"caf\xc3\xa9 \xe2\x82\xac", 1},
+        {"bad \xff\xfe utf8", 2},
+        {"", 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        last_env[0] = 0;
+        char key[16];
+        snprintf(key, sizeof key, "e%zu", i);
+        app_send(&p.a, "b", "shop.case", key, cases[i].payload);
+        cr_assert(run_until(&p, env_seen, 3000), "case %zu", i);
+        json_error_t e;
+        json_t *got = json_loads(last_env, 0, &e);
+        cr_assert(got, "case %zu: not JSON: %s", i, last_env);
+        const char *pl = cases[i].payload;
+        size_t n = strlen(pl);
+        json_t *want_pl;
+        if (cases[i].kind == 0) {
+            want_pl = json_loadb(pl, n, JSON_DECODE_ANY, &e);
+        } else if (cases[i].kind == 1) {
+            want_pl = json_stringn(pl, n);
+        } else {
+            char hex[128];
+            for (size_t k = 0; k < n; k++)
+                snprintf(hex + 2 * k, 3, "%02x", (unsigned char)pl[k]);
+            hex[2 * n] = 0;
+            want_pl = json_string(hex);
+        }
+        cr_assert(want_pl, "case %zu", i);
+        char wid[64];
+        snprintf(wid, sizeof wid, "a/b/%zu", i + 1);
+        json_t *want =
+            json_pack("{s:s,s:s,s:s,s:s,s:I,s:s,s:O,s:o}", "from", "a", "layer", "L3", "origin",
+                      "a", "id", wid, "seq", (json_int_t)(i + 1), "topic", "shop.case",
+                      "created_ms", json_object_get(got, "created_ms"), "payload", want_pl);
+        if (cases[i].kind == 2)
+            json_object_set_new(want, "payload_encoding", json_string("hex"));
+        char *ws = json_dumps(want, JSON_COMPACT | JSON_SORT_KEYS);
+        char *gs = json_dumps(got, JSON_COMPACT | JSON_SORT_KEYS);
+        cr_assert(json_equal(got, want), "case %zu:\n got  %s\n want %s", i, gs, ws);
+        free(ws), free(gs);
+        json_decref(want);
+        json_decref(got);
+    }
     pair_stop(&p);
 }
 
