@@ -231,20 +231,48 @@ static void node_start(struct node *n) {
     cr_assert_fail("adonode did not answer (see %s)", logp);
 }
 
-static void node_kill(struct node *n, int sig) {
+/* Stop the node with sig (SIGKILL: at once; otherwise up to 10 s for a clean stop, then
+ * SIGKILL). Returns the wait status. */
+static int node_kill(struct node *n, int sig) {
+    int st = 0;
     if (n->pid <= 0)
-        return;
+        return 0;
     kill(n->pid, sig);
-    for (int i = 0; sig != SIGKILL && i < 1000; i++) { /* 10 s for a clean stop */
-        if (waitpid(n->pid, NULL, WNOHANG) == n->pid) {
+    for (int i = 0; sig != SIGKILL && i < 1000; i++) {
+        if (waitpid(n->pid, &st, WNOHANG) == n->pid) {
             n->pid = 0;
-            return;
+            return st;
         }
         usleep(10000);
     }
     kill(n->pid, SIGKILL);
-    waitpid(n->pid, NULL, 0);
+    waitpid(n->pid, &st, 0);
     n->pid = 0;
+    return st;
+}
+
+/* After a clean stop: exit status 0 and no sanitizer report in the node's log (the ASan build
+ * runs the node under ASan+UBSan too). */
+static void node_stop_clean(struct node *n) {
+    int st = node_kill(n, SIGTERM);
+    char logp[300];
+    snprintf(logp, sizeof logp, "%s/node.log", n->dir);
+    FILE *f = fopen(logp, "r");
+    char line[1024];
+    int bad = 0;
+    while (f && fgets(line, sizeof line, f))
+        bad |= strstr(line, "Sanitizer") || strstr(line, "runtime error");
+    if (f)
+        fclose(f);
+    if (bad) { /* keep the report: the test's folder is removed */
+        char cmd[700];
+        snprintf(cmd, sizeof cmd, "cp '%s' /tmp/trn-e2e-node-%d.log", logp, (int)getpid());
+        int rc = system(cmd);
+        (void)rc;
+    }
+    cr_expect(!bad, "sanitizer report in the node's log, kept in /tmp/trn-e2e-node-%d.log",
+              (int)getpid());
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "adonode stopped with status 0x%x", st);
 }
 
 /* ---- L2: calls and transactions from the test's accounts ---------------------------------- */
@@ -446,7 +474,7 @@ static void fx_start(struct e2e *f) {
 }
 
 static void fx_done(struct e2e *f) {
-    node_kill(&f->n, SIGTERM);
+    node_stop_clean(&f->n);
     anvil_stop(&f->a);
     th_rmrf(f->n.dir);
 }
