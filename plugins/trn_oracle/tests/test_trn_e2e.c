@@ -798,6 +798,16 @@ Test(trn_e2e, a_node_killed_9_during_a_close_and_restarted_loses_nothing_and_set
     char want[32];
     snprintf(want, sizeof want, "%llu", (unsigned long long)last + 1);
     cr_assert_str_eq(l2_uint(&f.a, f.settlement, "nextEpoch()", args), want);
+    /* The first kill did land in the middle of a close: the restart resumed it from the store. */
+    char logp[300], line[1024];
+    snprintf(logp, sizeof logp, "%s/node.log", f.n.dir);
+    FILE *lf = fopen(logp, "r");
+    int resumed = 0;
+    while (lf && fgets(line, sizeof line, lf))
+        resumed |= strstr(line, "was closing when the node stopped") != NULL;
+    if (lf)
+        fclose(lf);
+    cr_assert(resumed, "no close was interrupted by the kill");
     fx_done(&f);
 }
 
