@@ -275,22 +275,10 @@ static int scan_string(struct scan *s) {
         if (c < 0x20 || c >= 0x80) /* control (invalid) or UTF-8 (jansson checks it) */
             return SCAN_NO;
         if (c == '\\') {
-            if (++p == s->end)
+            /* simple escapes only: \u (surrogates, \u0000) is for jansson to judge */
+            if (++p == s->end || !*p || !strchr("\"\\/bfnrt", *p))
                 return SCAN_NO;
-            switch (*p) {
-            case '"':
-            case '\\':
-            case '/':
-            case 'b':
-            case 'f':
-            case 'n':
-            case 'r':
-            case 't':
-                s->canon = 0;
-                break;
-            default: /* \u (surrogates, \u0000: jansson decides) or invalid */
-                return SCAN_NO;
-            }
+            s->canon = 0;
         }
     }
     return SCAN_NO;
