@@ -245,7 +245,7 @@ static int bench_epoch(long n) {
     char cmd[600];
     snprintf(cmd, sizeof cmd,
              "cd %s && (test -d node_modules/@openzeppelin || npm ci --no-audit --no-fund "
-             "--loglevel=error >/dev/null) && node merkle_oz.mjs 100000",
+             "--loglevel=error >/dev/null) && node merkle_oz.mjs 100000 of-only",
              oz);
     printf("  reference (bench/merkle_oz): ");
     fflush(stdout);
@@ -370,7 +370,31 @@ static int bench_day(long views) {
            (long long)json_integer_value(json_object_get(bm, "tree")),
            (long long)json_integer_value(json_object_get(r, "leaves")), tclose);
     json_decref(r);
+    /* The published data, for the Brotli settings sweep below (Node's zlib decompresses it). */
+    struct pending q = {.keep = 1};
+    call(&node, &q, "trn_epochData", "{\"epoch\":0,\"encoding\":\"base64\"}", 1);
+    drain(&node, &q);
+    json_t *dv = q.last ? json_loads(q.last, 0, NULL) : NULL;
+    const char *b64 = json_string_value(json_object_get(json_object_get(dv, "result"), "data"));
+    FILE *df = b64 ? fopen("/tmp/bench_trn_day.b64", "w") : NULL;
+    if (df) {
+        fputs(b64, df);
+        fclose(df);
+    }
+    json_decref(dv);
+    free(q.last);
     inproc_stop(&node);
+    printf("  the same trn-activity-v1 bytes at other Brotli settings (Node zlib, window 24):\n");
+    fflush(stdout);
+    if (df && system("node -e \"const z=require('zlib'),fs=require('fs'),C=z.constants;const raw=z."
+                     "brotliDecompressSync(Buffer.from(fs.readFileSync('/tmp/bench_trn_day.b64','"
+                     "utf8'),'base64'));for(const q of [4,5,6,7,8,9]){const t=process.hrtime."
+                     "bigint();const c=z.brotliCompressSync(raw,{params:{[C.BROTLI_PARAM_QUALITY]"
+                     ":q,[C.BROTLI_PARAM_LGWIN]:24,[C.BROTLI_PARAM_SIZE_HINT]:raw.length}});"
+                     "console.log('    q'+q+': '+c.length+' bytes in '+Number((process.hrtime."
+                     "bigint()-t)/1000000n)+' ms')}\"") != 0)
+        printf("    node not available\n");
+    unlink("/tmp/bench_trn_day.b64");
     printf("  JSON lines with Brotli q9 (Node zlib), for a fair comparison: ");
     fflush(stdout);
     if (system("node -e \"const z=require('zlib'),fs=require('fs');const d=fs.readFileSync('/tmp/"
