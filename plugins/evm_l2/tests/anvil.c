@@ -100,7 +100,7 @@ json_t *anvil_rpc(const struct anvil *a, const char *method, json_t *params, jso
         *err = NULL;
     if (!resp)
         return NULL;
-    json_t *o = json_loads(resp, 0, NULL);
+    json_t *o = json_loads(resp, JSON_ALLOW_NUL, NULL);
     free(resp);
     json_t *r = json_incref(json_object_get(o, "result"));
     if (!r && err)
@@ -204,7 +204,7 @@ json_t *anvil_deploy(const struct anvil *a, const char *key) {
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     buf[n] = 0;
     pclose(f);
-    json_t *o = json_loads(buf, 0, NULL);
+    json_t *o = json_loads(buf, JSON_ALLOW_NUL, NULL);
     if (!o)
         fprintf(stderr, "deploy.mjs said: %s\n", buf);
     return o;
