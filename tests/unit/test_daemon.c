@@ -19,6 +19,12 @@
 
 /* Run adonode with args in `cwd`, stdout/stderr to files in cwd. Returns the pid. */
 static pid_t spawn(const char *cwd, char *const argv[]) {
+    /* Remove the last run's logs first, so that nobody waiting for a line reads them. */
+    char path[512];
+    snprintf(path, sizeof path, "%s/stdout.txt", cwd);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/stderr.txt", cwd);
+    unlink(path);
     pid_t pid = fork();
     cr_assert_neq(pid, -1);
     if (pid == 0) {
