@@ -216,6 +216,32 @@ size_t wsp_encode(const struct wsp_frame *f, uint8_t *out) {
     return (size_t)(p - out) == n ? n : 0;
 }
 
+size_t wsp_ws_wrap(uint8_t *out, const uint8_t *payload, size_t len, const uint8_t *mask) {
+    size_t n;
+    out[0] = 0x82;
+    if (len < 126) {
+        out[1] = (uint8_t)len;
+        n = 2;
+    } else if (len < 65536) {
+        out[1] = 126;
+        out[2] = (uint8_t)(len >> 8), out[3] = (uint8_t)len;
+        n = 4;
+    } else {
+        out[1] = 127;
+        for (int i = 0; i < 8; i++)
+            out[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+        n = 10;
+    }
+    if (mask) {
+        out[1] |= 0x80;
+        memcpy(out + n, mask, 4);
+        n += 4;
+    }
+    for (size_t k = 0; k < len; k++)
+        out[n + k] = mask ? payload[k] ^ mask[k & 3] : payload[k];
+    return n + len;
+}
+
 size_t wsp_ack_run(const uint64_t *s, size_t n, uint64_t *first, uint64_t *last) {
     if (!n)
         return 0;

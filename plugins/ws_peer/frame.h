@@ -78,6 +78,12 @@ size_t wsp_encode(const struct wsp_frame *f, uint8_t *out);
  * and last seq. 0 if n is 0. Only seqs present in s are covered: a gap ends the run. */
 size_t wsp_ack_run(const uint64_t *s, size_t n, uint64_t *first, uint64_t *last);
 
+/* One complete WebSocket binary message (RFC 6455 5.2: FIN, opcode 2, length in 7, 16 or
+ * 64 bits, masked with the 4 bytes `mask` unless it is NULL) carrying payload[0..len), written
+ * to out (len + 14 bytes are enough). Returns the bytes written. For writing several frames
+ * in one socket write (link.c). */
+size_t wsp_ws_wrap(uint8_t *out, const uint8_t *payload, size_t len, const uint8_t *mask);
+
 /* The bytes each side signs: label | role ('C' client or 'S' server, the signer's) |
  * client_nonce | server_nonce | client_pk | server_pk. */
 void wsp_auth_transcript(uint8_t out[WSP_TRANSCRIPT_LEN], char role, const uint8_t *client_nonce,

@@ -216,3 +216,28 @@ Test(ws_peer_frame, ack_runs_cover_exactly_the_applied_seqs) {
     cr_assert_eq(wsp_ack_run(b + WSP_ACKR_MAX, 10, &first, &last), 10);
     free(b);
 }
+
+/* The frames link.c writes itself (several per socket write) are the RFC 6455 ones. */
+Test(ws_peer_frame, websocket_framing_matches_rfc6455) {
+    uint8_t out[70000];
+    /* RFC 6455 5.7: "Hello", masked with 37 fa 21 3d (there as text, 0x81; ours are binary). */
+    const uint8_t mask[4] = {0x37, 0xfa, 0x21, 0x3d};
+    const uint8_t hello_masked[] = {0x82, 0x85, 0x37, 0xfa, 0x21, 0x3d,
+                                    0x7f, 0x9f, 0x4d, 0x51, 0x58};
+    cr_assert_eq(wsp_ws_wrap(out, (const uint8_t *)"Hello", 5, mask), sizeof hello_masked);
+    cr_assert_eq(memcmp(out, hello_masked, sizeof hello_masked), 0);
+    const uint8_t hello[] = {0x82, 0x05, 'H', 'e', 'l', 'l', 'o'};
+    cr_assert_eq(wsp_ws_wrap(out, (const uint8_t *)"Hello", 5, NULL), sizeof hello);
+    cr_assert_eq(memcmp(out, hello, sizeof hello), 0);
+    /* 256 bytes: 16-bit length; 65536 bytes: 64-bit length (RFC 6455 5.7). */
+    static uint8_t big[65536];
+    memset(big, 0xab, sizeof big);
+    cr_assert_eq(wsp_ws_wrap(out, big, 256, NULL), 4 + 256);
+    cr_assert_eq(memcmp(out, (const uint8_t[]){0x82, 0x7e, 0x01, 0x00}, 4), 0);
+    cr_assert_eq(wsp_ws_wrap(out, big, 65536, NULL), 10 + 65536);
+    cr_assert_eq(memcmp(out, (const uint8_t[]){0x82, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0}, 10), 0);
+    cr_assert_eq(wsp_ws_wrap(out, big, 125, mask), 2 + 4 + 125);
+    cr_assert_eq(out[1], 0x80 | 125);
+    cr_assert_eq(out[6], 0xab ^ 0x37);
+    cr_assert_eq(out[7], 0xab ^ 0xfa);
+}
