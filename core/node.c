@@ -21,6 +21,10 @@ const char *ado_plugin_state_name(int state) {
     return state >= 0 && state <= ADO_PS_SKIPPED ? names[state] : "?";
 }
 
+int64_t ado_plugin_memory(const struct ado_plugin *p) {
+    return p->mem_bytes + (p->kind == ADO_PK_LUA ? ado_lua_memory(p) : 0);
+}
+
 const char *ado_breaker_state_name(int state) {
     static const char *const names[] = {"closed", "open", "half-open"};
     return state >= 0 && state <= ADO_BR_HALF_OPEN ? names[state] : "?";

@@ -121,6 +121,8 @@ int ado_node_reload(struct ado_node *node);
 void ado_plugin_outcome(struct ado_plugin *p, int rc, const char *what);
 int ado_plugin_callable(struct ado_plugin *p);
 const char *ado_plugin_state_name(int state);
+/* Bytes the plugin holds through the kernel: api->alloc for C, its lua_State for Lua. */
+int64_t ado_plugin_memory(const struct ado_plugin *p);
 const char *ado_breaker_state_name(int state);
 
 /* Drop every subscription, timer and RPC method `p` holds (stop, reload). */
