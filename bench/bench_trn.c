@@ -215,8 +215,8 @@ static int bench_epoch(long n) {
     json_t *bm = json_object_get(r, "build_ms");
     printf("  root durable, every proof retrievable (trn_proof answers): %.3f s after "
            "trn_closeEpoch; the close's answer (data and outbox committed too): %.3f s\n"
-           "  (freeze: collect from LMDB + reconcile on the loop; then two worker jobs at once: "
-           "tree %lld ms | encode %lld ms + brotli and chunk hashes %lld ms)\n",
+           "  (freeze: collect from LMDB + reconcile on the loop; then on the worker: "
+           "tree %lld ms, then encode %lld ms + brotli and chunk hashes %lld ms)\n",
            troot, tclose, (long long)json_integer_value(json_object_get(bm, "tree")),
            (long long)json_integer_value(json_object_get(bm, "encode")),
            (long long)json_integer_value(json_object_get(bm, "compress")));
