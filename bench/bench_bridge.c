@@ -77,11 +77,15 @@ int main(int argc, char **argv) {
     struct tn_node a, b;
     tn_init(&a, "personal", "L4");
     tn_init(&b, "org", "L3");
-    /* The sink.lua test fixture rewrites its whole log on every message (O(n) per message):
-     * fine for tests, but it measured the fixture, not the bridge. Opt in with
-     * ADO_BENCH_SINK=1. */
+    /* The receiver's apply. Default: the bridge's own (dedupe record, bus event, no
+     * subscriber). ADO_BENCH_SINK=kv: bench_sink.lua writes one record per message in the
+     * same transaction (an apply of constant cost). ADO_BENCH_SINK=1: the sink.lua test
+     * fixture, which rewrites its whole log on every message (O(n) per message: it measures
+     * the fixture, not the bridge; the figures before 2026-11-25 15:10 were taken with it). */
     const char *sink = getenv("ADO_BENCH_SINK");
-    a.no_sink = b.no_sink = !(sink && *sink == '1');
+    a.no_sink = b.no_sink = !(sink && (*sink == '1' || !strcmp(sink, "kv")));
+    if (sink && !strcmp(sink, "kv"))
+        a.sink_file = b.sink_file = "bench_sink.lua";
     const char *pol = "retry: {attempts: 100, backoff: 20ms, max_backoff: 100ms}, "
                       "breaker: {failures: 1000000, cooldown: 100ms}";
     tn_add_peer(&a, &b, 1, pol);

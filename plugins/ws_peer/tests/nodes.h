@@ -36,6 +36,7 @@ struct tn_node {
     char peers_yaml[4096]; /* the bridge.peers items */
     char extra_ws[256];    /* extra keys for ws_peer's config block */
     int no_sink;           /* 1: leave the sink.lua fixture out (benchmarks: its log grows) */
+    const char *sink_file; /* with no_sink 0: the fixture to load (NULL: sink.lua) */
 };
 
 static inline uint64_t tn_ms(void) {
@@ -115,7 +116,8 @@ static inline void tn_write_config(struct tn_node *n) {
             "      handshake_timeout: 2s\n      ack_timeout: 3s\n      max_frame: 64KiB\n%s",
             n->name, n->layer, n->rpc_port, n->ws_port, n->extra_ws);
     if (!n->no_sink)
-        fprintf(f, "  - {name: sink, path: %s/sink.lua}\n", TN_FIXTURES);
+        fprintf(f, "  - {name: sink, path: %s/%s}\n", TN_FIXTURES,
+                n->sink_file ? n->sink_file : "sink.lua");
     if (n->peers_yaml[0])
         fprintf(f, "bridge:\n  peers:\n%s", n->peers_yaml);
     fclose(f);
