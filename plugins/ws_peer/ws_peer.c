@@ -390,6 +390,41 @@ static void on_result(struct wsp *w, const struct wsp_frame *f) {
     /* A result after the timeout: dropped. */
 }
 
+/* ACKR{first, last} (decode checked first < last and the span): the in-flight messages in
+ * the range are acked, in one pass over the in-flight list (it is not sorted once the kernel
+ * went back and resent), taken out before the kernel hears of them. Seqs of the range that
+ * are not in flight (already failed back after a link went down: the kernel resends them and
+ * gets a fresh ack) are not reported, so a range costs at most the in-flight count. */
+static void fl_ack_range(struct wsp *w, struct wsp_peer *p, uint64_t first, uint64_t last) {
+    size_t n = fl_count(p), k = 0;
+    uint64_t *seqs = n ? malloc(n * sizeof *seqs) : NULL;
+    if (!seqs) {
+        for (uint64_t s = first; n; s++) { /* out of memory: one by one, as ACKs would */
+            fl_remove(p, s);
+            p->acked++;
+            w->api->bridge_acked(w->ctx, p->name, s);
+            if (s == last)
+                break;
+        }
+        return;
+    }
+    size_t o = p->flhead;
+    for (size_t i = p->flhead; i < p->fln; i++) {
+        if (p->fl[i].seq >= first && p->fl[i].seq <= last)
+            seqs[k++] = p->fl[i].seq;
+        else
+            p->fl[o++] = p->fl[i];
+    }
+    p->fln = o;
+    if (p->flhead == p->fln)
+        p->flhead = p->fln = 0;
+    for (size_t i = 0; i < k; i++) {
+        p->acked++;
+        w->api->bridge_acked(w->ctx, p->name, seqs[i]);
+    }
+    free(seqs);
+}
+
 int wsp_on_frame(struct wsp *w, struct wsp_conn *c, const struct wsp_frame *f,
                  const char **reason) {
     struct wsp_peer *p = c->peer;
@@ -405,14 +440,8 @@ int wsp_on_frame(struct wsp *w, struct wsp_conn *c, const struct wsp_frame *f,
         p->acked++;
         w->api->bridge_acked(w->ctx, p->name, f->u);
         return 0;
-    case WSP_ACKR: /* decode checked first < last and the span */
-        for (uint64_t s = f->u;; s++) {
-            fl_remove(p, s);
-            p->acked++;
-            w->api->bridge_acked(w->ctx, p->name, s);
-            if (s == f->last)
-                break;
-        }
+    case WSP_ACKR:
+        fl_ack_range(w, p, f->u, f->last);
         return 0;
     case WSP_NACK:
         fl_remove(p, f->u);

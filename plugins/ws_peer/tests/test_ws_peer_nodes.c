@@ -391,3 +391,80 @@ Test(ws_peer_nodes, replayed_auth_and_repeated_hello_are_refused, .timeout = 60)
     free(r);
     tn_cleanup(&n), tn_cleanup(&x);
 }
+
+/* Acks leave a turn's durable applies as ranges (ACKR): a range never covers a message that
+ * was not applied. An authenticated raw client sends seqs 1 2 3, skips 4, sends 5, then 6
+ * with a topic the bus refuses (NACK), then 7, all at once: the acks cover exactly
+ * {1, 2, 3, 5, 7}, 6 is nacked, and 4 (never sent) is in no range. */
+Test(ws_peer_nodes, ack_ranges_cover_only_durably_applied_messages, .timeout = 60) {
+    struct tn_node n, x;
+    tn_init(&n, "target", "L3");
+    tn_init(&x, "client", "L4");
+    tn_add_peer(&n, &x, 0, "");
+    start_or_skip(&n, 1);
+    uint8_t sk[64], pk[32], cn[32], buf[4096], fr[400];
+    crypto_sign_seed_keypair(pk, sk, x.seed);
+    randombytes_buf(cn, 32);
+    int fd = tn_ws_open(n.ws_port, "ado-ws-peer.v1");
+    cr_assert_geq(fd, 0);
+    int op;
+    long len = tn_ws_recv(fd, &op, buf, sizeof buf, 5000);
+    struct wsp_frame sh;
+    cr_assert_eq(wsp_decode(buf, (size_t)len, &sh), 0);
+    size_t fl;
+    hello_frame(fr, &fl, cn, pk);
+    tn_ws_send(fd, 2, fr, fl);
+    uint8_t t[WSP_TRANSCRIPT_LEN];
+    wsp_auth_transcript(t, 'C', cn, sh.nonce, pk, sh.pk);
+    struct wsp_frame a = {.type = WSP_AUTH};
+    crypto_sign_detached(a.sig, NULL, t, sizeof t, sk);
+    fl = wsp_encode(&a, fr);
+    tn_ws_send(fd, 2, fr, fl);
+    cr_assert(wait_up(&n, "client", 5000));
+    /* All six in one write (masked WebSocket frames, as a client sends them), so that they
+     * arrive in one read and their applies commit in one turn. */
+    uint64_t seqs[] = {1, 2, 3, 5, 6, 7};
+    uint8_t burst[2048], mask[4];
+    size_t bl = 0;
+    for (size_t i = 0; i < sizeof seqs / sizeof seqs[0]; i++) {
+        struct wsp_frame m = {.type = WSP_MSG, .u = seqs[i], .created_ms = 1};
+        strcpy(m.s1, "client");
+        strcpy(m.s2, seqs[i] == 6 ? "bad..topic" : "t.x");
+        m.blob = (const uint8_t *)"{\"n\":1}";
+        m.blob_len = 7;
+        fl = wsp_encode(&m, fr);
+        cr_assert_gt(fl, 0);
+        randombytes_buf(mask, 4);
+        bl += wsp_ws_wrap(burst + bl, fr, fl, mask);
+    }
+    cr_assert_eq(tn_write_all(fd, burst, bl), 0);
+    int acked[8] = {0}, nacked[8] = {0}, frames = 0;
+    uint64_t end = tn_ms() + 10000;
+    while (tn_ms() < end &&
+           !(acked[1] && acked[2] && acked[3] && acked[5] && acked[7] && nacked[6])) {
+        len = tn_ws_recv(fd, &op, buf, sizeof buf, 2000);
+        struct wsp_frame f;
+        if (len <= 0 || op != 2 || wsp_decode(buf, (size_t)len, &f) < 0)
+            continue;
+        if (f.type == WSP_ACK)
+            f.last = f.u;
+        if (f.type == WSP_ACK || f.type == WSP_ACKR) {
+            frames++;
+            cr_assert(f.u >= 1 && f.last <= 7, "ack range %llu..%llu", (unsigned long long)f.u,
+                      (unsigned long long)f.last);
+            for (uint64_t s = f.u; s <= f.last; s++)
+                acked[s]++;
+        } else if (f.type == WSP_NACK) {
+            cr_assert(f.u >= 1 && f.u <= 7);
+            nacked[f.u]++;
+        }
+    }
+    close(fd);
+    for (int s = 1; s <= 7; s++) {
+        int want = s != 4 && s != 6;
+        cr_assert_eq(acked[s] > 0, want, "seq %d acked %d time(s)", s, acked[s]);
+    }
+    cr_assert(nacked[6] && !nacked[1] && !nacked[5] && !nacked[7], "only 6 is nacked");
+    cr_assert_leq(frames, 4, "acks leave as ranges, not one frame per message (%d)", frames);
+    tn_cleanup(&n), tn_cleanup(&x);
+}
