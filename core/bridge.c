@@ -288,8 +288,8 @@ static void peer_arm(struct br_peer *p) {
     else if (p->retry_at > now && p->depth > p->ninfl)
         due = p->retry_at;
     struct br_infl *o = ring_oldest(p);
-    if (o && o->sent_ms + br->ack_timeout_ms < due)
-        due = o->sent_ms + br->ack_timeout_ms;
+    if (o && o->sent_ms + p->ack_timeout_ms < due)
+        due = o->sent_ms + p->ack_timeout_ms;
     if (due == UINT64_MAX) {
         uv_timer_stop(p->timer);
         return;
@@ -466,7 +466,7 @@ static void pump(struct br_peer *p) {
         peer_arm(p);
         return;
     }
-    size_t limit = p->breaker == ADO_BR_HALF_OPEN ? 1 : br->window;
+    size_t limit = p->breaker == ADO_BR_HALF_OPEN ? 1 : p->window;
     p->pumping = 1;
     while (p->ninfl < limit && p->send_next <= p->committed && !br->closing && p->tp) {
         size_t want = limit - p->ninfl;
@@ -521,7 +521,7 @@ static void peer_timer_cb(uv_timer_t *t) {
     struct ado_bridge *br = p->br;
     uint64_t now = now_ms(br);
     struct br_infl *o = ring_oldest(p);
-    if (o && o->sent_ms + br->ack_timeout_ms <= now)
+    if (o && o->sent_ms + p->ack_timeout_ms <= now)
         fail_attempt(p, o->seq, "no ack before the timeout");
     pump(p);
 }
@@ -1228,6 +1228,8 @@ int ado_bridge_new(struct ado_node *node, struct ado_bridge **out, struct ado_di
         struct ado_cnode *opt = ado_cnode_get(pc, "options");
         p->options = opt && opt->kind == ADO_CN_MAP ? ado_cnode_to_json(opt) : strdup("{}");
         p->attempts = (int)ival(pc, "retry.attempts", 3);
+        p->window = (uint32_t)ival(pc, "window", br->window);
+        p->ack_timeout_ms = (uint64_t)ival(pc, "ack_timeout", (int64_t)br->ack_timeout_ms);
         p->backoff_ms = (uint64_t)ival(pc, "retry.backoff", 200);
         p->max_backoff_ms = (uint64_t)ival(pc, "retry.max_backoff", 10000);
         if (p->max_backoff_ms < p->backoff_ms)
@@ -1338,6 +1340,13 @@ void ado_bridge_tune(struct ado_bridge *br, uint32_t window, uint64_t ack_timeou
         br->window = window;
     if (ack_timeout_ms)
         br->ack_timeout_ms = ack_timeout_ms;
+    for (size_t i = 0; i < br->npeers; i++) {
+        struct br_peer *p = &br->peers[i];
+        if (window)
+            p->window = window;
+        if (ack_timeout_ms)
+            p->ack_timeout_ms = ack_timeout_ms;
+    }
 }
 
 int ado_bridge_peer_info(struct ado_bridge *br, const char *peer, struct ado_bridge_peer_info *o) {

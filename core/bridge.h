@@ -46,9 +46,9 @@ int ado_bridge_received(struct ado_bridge *br, const char *peer, const struct ad
  * window: messages in flight per peer (default ADO_BRIDGE_WINDOW); ack_timeout_ms: how long
  * a sent message may wait for its ack before it counts as a failed attempt
  * (default ADO_BRIDGE_ACK_TIMEOUT_MS). 0 leaves a value as it is. */
-#define ADO_BRIDGE_WINDOW          256
-#define ADO_BRIDGE_ACK_TIMEOUT_MS  5000
-#define ADO_BRIDGE_MAX_PAYLOAD     (1u << 20)
+#define ADO_BRIDGE_WINDOW           256
+#define ADO_BRIDGE_ACK_TIMEOUT_MS   5000
+#define ADO_BRIDGE_MAX_PAYLOAD      (1u << 20)
 #define ADO_BRIDGE_QUERY_TIMEOUT_MS 5000
 void ado_bridge_tune(struct ado_bridge *br, uint32_t window, uint64_t ack_timeout_ms);
 
@@ -58,7 +58,7 @@ struct ado_bridge_peer_info {
     int up;                               /* 1 up, 0 down, -1 not reported yet */
     int breaker;                          /* enum ado_breaker_state (node.h) */
     uint64_t depth, inflight, sent, acked, retries, dead_total, received, duplicates;
-    uint64_t next_seq;                    /* the next sequence number to assign */
+    uint64_t next_seq; /* the next sequence number to assign */
 };
 int ado_bridge_peer_info(struct ado_bridge *br, const char *peer, struct ado_bridge_peer_info *out);
 
@@ -102,11 +102,13 @@ struct br_peer {
     const char *name, *layer, *transport, *address, *public_key; /* borrowed from the config */
     char *options;                                               /* JSON text */
     int attempts;
+    uint32_t window;         /* bridge.peers[].window: messages in flight */
+    uint64_t ack_timeout_ms; /* bridge.peers[].ack_timeout */
     uint64_t backoff_ms, max_backoff_ms, br_cooldown_ms;
     uint32_t br_failures;
     struct br_transport *tp;
     int opened, pumping, kicked;
-    int up; /* 1 up, 0 down, -1 not reported */
+    int up;             /* 1 up, 0 down, -1 not reported */
     uint64_t next_seq;  /* next seq to assign */
     uint64_t committed; /* highest seq known durable */
     uint64_t send_next; /* next seq the pump looks at */

@@ -104,6 +104,8 @@ static void m_peers(ado_ctx *ctx, ado_call *call, const char *params, size_t len
             p->last_ack_ms ? json_integer((json_int_t)p->last_ack_ms) : json_null());
         if (o) {
             json_object_set_new(o, "transport_registered", json_boolean(p->tp != NULL));
+            json_object_set_new(o, "window", json_integer((json_int_t)p->window));
+            json_object_set_new(o, "ack_timeout_ms", json_integer((json_int_t)p->ack_timeout_ms));
             json_t *d = br->cp ? ado_checkpoint_peer_status(br->cp, p->name) : NULL;
             json_object_set_new(o, "checkpoint", d ? d : json_null());
         }

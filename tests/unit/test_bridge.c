@@ -23,8 +23,9 @@ struct pair {
 };
 
 /* Retry, breaker and bound settings of a's peer "b" (and b's peer "a"). */
-static const char *peer_opts = "retry: {attempts: 3, backoff: 20ms, max_backoff: 100ms}, "
-                               "breaker: {failures: 100, cooldown: 200ms}";
+static const char *peer_opts =
+    "ack_timeout: 150ms, retry: {attempts: 3, backoff: 20ms, max_backoff: 100ms}, "
+    "breaker: {failures: 100, cooldown: 200ms}";
 static int outbox_limit = 1000;
 static int fx_query = 1;
 static const char *store_sync = "false";
@@ -72,8 +73,6 @@ static void pair_start(struct pair *p) {
     p->a_up = p->b_up = 1;
     load_fx();
     /* Short ack timeout so lost frames are retried quickly. */
-    ado_bridge_tune(p->a.node->bridge, 0, 150);
-    ado_bridge_tune(p->b.node->bridge, 0, 150);
 }
 
 static void pair_stop(struct pair *p) {
@@ -346,7 +345,7 @@ static int a_breaker_closed_and_empty(struct pair *p) {
 }
 
 Test(bridge, breaker_opens_half_opens_and_closes) {
-    peer_opts = "retry: {attempts: 100, backoff: 10ms, max_backoff: 10ms}, "
+    peer_opts = "ack_timeout: 150ms, retry: {attempts: 100, backoff: 10ms, max_backoff: 10ms}, "
                 "breaker: {failures: 3, cooldown: 300ms}";
     struct pair p;
     pair_start(&p);
@@ -372,13 +371,13 @@ Test(bridge, breaker_opens_half_opens_and_closes) {
     cr_assert(run_until(&p, a_breaker_closed_and_empty, 5000), "closed and drained");
     assert_order("b", 3);
     pair_stop(&p);
-    peer_opts = "retry: {attempts: 3, backoff: 20ms, max_backoff: 100ms}, "
+    peer_opts = "ack_timeout: 150ms, retry: {attempts: 3, backoff: 20ms, max_backoff: 100ms}, "
                 "breaker: {failures: 100, cooldown: 200ms}";
 }
 
 Test(bridge, outbox_bound_refuses_with_elimit) {
     outbox_limit = 5;
-    peer_opts = "retry: {attempts: 100, backoff: 50ms, max_backoff: 50ms}";
+    peer_opts = "ack_timeout: 150ms, retry: {attempts: 100, backoff: 50ms, max_backoff: 50ms}";
     struct pair p;
     pair_start(&p);
     fx_ctl("b", "down", 1);
@@ -397,7 +396,7 @@ Test(bridge, outbox_bound_refuses_with_elimit) {
     cr_assert_eq(app_send(&p.a, "b", "test.msg", "k7", "7"), 0, "room again");
     pair_stop(&p);
     outbox_limit = 1000;
-    peer_opts = "retry: {attempts: 3, backoff: 20ms, max_backoff: 100ms}, "
+    peer_opts = "ack_timeout: 150ms, retry: {attempts: 3, backoff: 20ms, max_backoff: 100ms}, "
                 "breaker: {failures: 100, cooldown: 200ms}";
 }
 
@@ -416,7 +415,7 @@ static int app_state_has(struct th_node *t, const char *key) {
 }
 
 Test(bridge, restart_resends_unacked_and_state_is_atomic_with_send) {
-    peer_opts = "retry: {attempts: 100, backoff: 20ms, max_backoff: 20ms}";
+    peer_opts = "ack_timeout: 150ms, retry: {attempts: 100, backoff: 20ms, max_backoff: 20ms}";
     struct pair p;
     pair_start(&p);
     fx_ctl("b", "down", 1);
@@ -442,7 +441,7 @@ Test(bridge, restart_resends_unacked_and_state_is_atomic_with_send) {
     cr_assert(run_until(&p, b_has_all, 5000));
     assert_order("b", 10);
     pair_stop(&p);
-    peer_opts = "retry: {attempts: 3, backoff: 20ms, max_backoff: 100ms}, "
+    peer_opts = "ack_timeout: 150ms, retry: {attempts: 3, backoff: 20ms, max_backoff: 100ms}, "
                 "breaker: {failures: 100, cooldown: 200ms}";
 }
 
@@ -516,6 +515,8 @@ Test(bridge, rpc_shapes_send_peers_query) {
     cr_assert_str_eq(json_string_value(json_object_get(pb, "state")), "up");
     cr_assert_str_eq(json_string_value(json_object_get(pb, "breaker")), "closed");
     cr_assert_str_eq(json_string_value(json_object_get(pb, "layer")), "L2");
+    cr_assert_eq(json_integer_value(json_object_get(pb, "window")), 256, "YAML default");
+    cr_assert_eq(json_integer_value(json_object_get(pb, "ack_timeout_ms")), 150, "from the YAML");
     cr_assert(json_is_integer(json_object_get(pb, "last_ack_ms")));
     cr_assert(json_is_object(json_object_get(pb, "checkpoint")), "b is a's upper peer");
     json_decref(r);
@@ -717,4 +718,27 @@ Test(bridge, throughput_bench) {
     pair_stop(&p);
     outbox_limit = 1000;
     store_sync = "false";
+}
+
+Test(bridge, per_peer_window_and_ack_timeout_come_from_the_yaml) {
+    peer_opts = "window: 3, ack_timeout: 150ms, "
+                "retry: {attempts: 100, backoff: 10ms, max_backoff: 10ms}";
+    struct pair p;
+    pair_start(&p);
+    fx_ctl("b", "hold", 1);
+    send_n(&p.a, 1, 10);
+    spin(&p, 50);
+    struct ado_bridge_peer_info i = info(&p.a, "b");
+    cr_assert_eq(i.inflight, 3, "never more than the peer's window in flight");
+    /* Held past ack_timeout: the attempt counts as failed and is retried. */
+    uint64_t retries = i.retries;
+    spin(&p, 250);
+    cr_assert_gt(info(&p.a, "b").retries, retries, "retried after the peer's ack_timeout");
+    fx_ctl("b", "hold", 0);
+    want_count = 10;
+    cr_assert(run_until(&p, b_has_all, 5000));
+    assert_order("b", 10);
+    pair_stop(&p);
+    peer_opts = "ack_timeout: 150ms, retry: {attempts: 3, backoff: 20ms, max_backoff: 100ms}, "
+                "breaker: {failures: 100, cooldown: 200ms}";
 }
