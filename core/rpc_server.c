@@ -26,12 +26,12 @@
 #include "node.h"
 #include "rpc_priv.h"
 
-#define OUT_HIGH    (4u << 20) /* pause reading while this many answer bytes wait */
-#define OUT_LOW     (1u << 20)
-#define WRITE_BATCH (32u << 10)        /* bytes of frames per writeable callback (one send) */
-#define FRAMES_MIN  4096               /* smallest "frames" block */
-#define WS_HDR_MAX  10                 /* server-to-client frame header: no mask */
-#define MARKER_MAX  (160 + WS_HDR_MAX) /* a rendered drop marker, framed */
+#define OUT_HIGH     (4u << 20) /* pause reading while this many answer bytes wait */
+#define OUT_LOW      (1u << 20)
+#define WRITE_BATCH  (32u << 10) /* bytes of frames per writeable callback (one send) */
+#define FRAMES_BLOCK 1024        /* a usual "frames" block: small enough for malloc's fast path */
+#define WS_HDR_MAX   10          /* server-to-client frame header: no mask */
+#define MARKER_MAX   (160 + WS_HDR_MAX) /* a rendered drop marker, framed */
 
 enum { H_NONE = 0, H_RPC, H_HEALTH, H_READY, H_METRICS, H_OPTIONS, H_NOTFOUND, H_METHOD };
 
@@ -435,7 +435,8 @@ static size_t ws_frame_header(unsigned char *p, size_t len) {
 static int q_answer(struct rpc_conn *c, const char *text, size_t len) {
     struct rpc_msg *t = c->qt;
     if (!t || !t->frames || t->len + WS_HDR_MAX + len > t->cap) {
-        size_t cap = len + WS_HDR_MAX > FRAMES_MIN ? len + WS_HDR_MAX : FRAMES_MIN;
+        size_t room = FRAMES_BLOCK - sizeof *t - LWS_PRE;
+        size_t cap = len + WS_HDR_MAX > room ? len + WS_HDR_MAX : room;
         t = malloc(sizeof *t + LWS_PRE + cap);
         if (!t)
             return ADO_ENOMEM;
