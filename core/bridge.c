@@ -18,6 +18,7 @@
  * the state is one record per peer plus one per gap that is still open. */
 #define ADO_BRIDGE_INTERNAL
 #include "bridge.h"
+#include "strbuf.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -803,122 +804,6 @@ static json_t *payload_json(const void *data, size_t len, int *is_json) {
  * time per message. A payload that parses as JSON is copied as sent (the same value; jansson
  * re-dumped it compactly), anything else goes through payload_json (string or hex). A name
  * that is not valid UTF-8 falls back to jansson, which refuses it as before (NULL). */
-struct sbuf {
-    char *p;
-    size_t n, cap;
-    int bad;
-};
-
-static void sb_put(struct sbuf *b, const char *s, size_t n) {
-    if (b->bad)
-        return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->bad = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-
-/* Length of the valid UTF-8 sequence at s (n bytes left), or 0. */
-static size_t utf8_len(const unsigned char *s, size_t n) {
-    unsigned c = s[0];
-    size_t len = c < 0x80             ? 1
-                 : (c & 0xe0) == 0xc0 ? 2
-                 : (c & 0xf0) == 0xe0 ? 3
-                 : (c & 0xf8) == 0xf0 ? 4
-                                      : 0;
-    if (!len || len > n)
-        return 0;
-    uint32_t cp = len == 1 ? c : len == 2 ? c & 0x1f : len == 3 ? c & 0x0f : c & 0x07;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (s[i] & 0x3f);
-    }
-    static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < min[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
-/* A JSON string as jansson writes it (no slash escaping, UTF-8 kept). */
-static void sb_str(struct sbuf *b, const char *s) {
-    sb_put(b, "\"", 1);
-    const unsigned char *u = (const unsigned char *)s;
-    size_t n = strlen(s);
-    for (size_t i = 0; i < n && !b->bad;) {
-        size_t run = i;
-        while (run < n && u[run] >= 0x20 && u[run] != '"' && u[run] != '\\' && u[run] < 0x80)
-            run++;
-        sb_put(b, s + i, run - i);
-        i = run;
-        if (i == n)
-            break;
-        if (u[i] >= 0x80) {
-            size_t l = utf8_len(u + i, n - i);
-            if (!l) {
-                b->bad = 1;
-                return;
-            }
-            sb_put(b, s + i, l);
-            i += l;
-            continue;
-        }
-        char esc[8];
-        switch (u[i]) {
-        case '"':
-            sb_put(b, "\\\"", 2);
-            break;
-        case '\\':
-            sb_put(b, "\\\\", 2);
-            break;
-        case '\b':
-            sb_put(b, "\\b", 2);
-            break;
-        case '\f':
-            sb_put(b, "\\f", 2);
-            break;
-        case '\n':
-            sb_put(b, "\\n", 2);
-            break;
-        case '\r':
-            sb_put(b, "\\r", 2);
-            break;
-        case '\t':
-            sb_put(b, "\\t", 2);
-            break;
-        default:
-            snprintf(esc, sizeof esc, "\\u%04X", u[i]);
-            sb_put(b, esc, 6);
-        }
-        i++;
-    }
-    sb_put(b, "\"", 1);
-}
-
-static void sb_field(struct sbuf *b, const char *key, const char *val) {
-    sb_put(b, ",\"", 2);
-    sb_put(b, key, strlen(key));
-    sb_put(b, "\":", 2);
-    sb_str(b, val);
-}
-
-static void sb_num(struct sbuf *b, const char *key, uint64_t v) {
-    char t[64];
-    int n = snprintf(t, sizeof t, ",\"%s\":%lld", key, (long long)v);
-    sb_put(b, t, (size_t)n);
-}
-
 static char *event_text_jansson(struct br_peer *p, const struct ado_bridge_msg *msg,
                                 const char *id) {
     int is_json;
@@ -940,36 +825,36 @@ static char *event_text_jansson(struct br_peer *p, const struct ado_bridge_msg *
 }
 
 static char *event_text(struct br_peer *p, const struct ado_bridge_msg *msg, const char *id) {
-    struct sbuf b = {0};
-    sb_put(&b, "{\"from\":", 8);
-    sb_str(&b, p->name);
-    sb_field(&b, "layer", p->layer);
-    sb_field(&b, "origin", msg->origin ? msg->origin : "");
-    sb_field(&b, "id", id);
-    sb_num(&b, "seq", msg->seq);
-    sb_field(&b, "topic", msg->topic);
-    sb_num(&b, "created_ms", msg->created_ms);
+    struct ado_strbuf b = {0};
+    ado_strbuf_put(&b, "{\"from\":", 8);
+    ado_strbuf_json_str(&b, p->name);
+    ado_strbuf_json_field(&b, "layer", p->layer);
+    ado_strbuf_json_field(&b, "origin", msg->origin ? msg->origin : "");
+    ado_strbuf_json_field(&b, "id", id);
+    ado_strbuf_json_u64(&b, "seq", msg->seq);
+    ado_strbuf_json_field(&b, "topic", msg->topic);
+    ado_strbuf_json_u64(&b, "created_ms", msg->created_ms);
     json_error_t e;
     json_t *j = msg->len ? json_loadb(msg->payload, msg->len, JSON_DECODE_ANY, &e) : NULL;
     if (j) {
         json_decref(j);
-        sb_put(&b, ",\"payload\":", 11);
-        sb_put(&b, msg->payload, msg->len);
+        ado_strbuf_put(&b, ",\"payload\":", 11);
+        ado_strbuf_put(&b, msg->payload, msg->len);
     } else {
         int is_json;
         json_t *pj = payload_json(msg->payload, msg->len, &is_json);
         char *pt = pj ? json_dumps(pj, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
         json_decref(pj);
-        sb_put(&b, ",\"payload\":", 11);
+        ado_strbuf_put(&b, ",\"payload\":", 11);
         if (pt)
-            sb_put(&b, pt, strlen(pt));
+            ado_strbuf_put(&b, pt, strlen(pt));
         else
             b.bad = 1;
         free(pt);
         if (is_json == -1)
-            sb_put(&b, ",\"payload_encoding\":\"hex\"", 25);
+            ado_strbuf_put(&b, ",\"payload_encoding\":\"hex\"", 25);
     }
-    sb_put(&b, "}", 1);
+    ado_strbuf_put(&b, "}", 1);
     if (b.bad || msg->seq > INT64_MAX || msg->created_ms > INT64_MAX) {
         free(b.p);
         return event_text_jansson(p, msg, id);

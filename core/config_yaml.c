@@ -2,6 +2,7 @@
  * JSON rendering and the diagnostics list. Schema validation is in config_schema.c and the
  * kernel's own schema in config.c. */
 #include "config.h"
+#include "strbuf.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -609,88 +610,17 @@ int ado_cnode_parse(const char *file, const char *text, size_t len, struct ado_c
 
 /* ---- JSON --------------------------------------------------------------------------- */
 
-struct sbuf {
-    char *p;
-    size_t len, cap;
-    int nomem;
-};
-
-static void sb_put(struct sbuf *b, const char *s, size_t n) {
-    if (b->nomem)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap : 64;
-        while (nc < b->len + n + 1)
-            nc *= 2;
-        char *p = realloc(b->p, nc);
-        if (!p) {
-            b->nomem = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_str(struct sbuf *b, const char *s) {
-    sb_put(b, s, strlen(s));
-}
-
-static void sb_json_string(struct sbuf *b, const char *s) {
-    sb_put(b, "\"", 1);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        char esc[8];
-        switch (c) {
-        case '"':
-            sb_put(b, "\\\"", 2);
-            break;
-        case '\\':
-            sb_put(b, "\\\\", 2);
-            break;
-        case '\n':
-            sb_put(b, "\\n", 2);
-            break;
-        case '\r':
-            sb_put(b, "\\r", 2);
-            break;
-        case '\t':
-            sb_put(b, "\\t", 2);
-            break;
-        case '\b':
-            sb_put(b, "\\b", 2);
-            break;
-        case '\f':
-            sb_put(b, "\\f", 2);
-            break;
-        default:
-            if (c < 0x20 || c == 0x7f) {
-                snprintf(esc, sizeof(esc), "\\u%04x", c);
-                sb_put(b, esc, 6);
-            } else {
-                sb_put(b, (const char *)s, 1);
-            }
-        }
-    }
-    sb_put(b, "\"", 1);
-}
-
-/* A plain (unquoted) scalar in an unvalidated block: a YAML-looking number or boolean
- * becomes a JSON number or boolean, anything else a string. */
-static void sb_untyped_scalar(struct sbuf *b, const struct ado_cnode *n) {
+static void sb_untyped_scalar(struct ado_strbuf *b, const struct ado_cnode *n) {
     char num[64];
     int64_t iv;
     if (!n->quoted) {
         if (ado_parse_int(n->text, &iv) == 0) {
             snprintf(num, sizeof(num), "%lld", (long long)iv);
-            sb_str(b, num);
+            ado_strbuf_puts(b, num);
             return;
         }
         if (strcmp(n->text, "true") == 0 || strcmp(n->text, "false") == 0) {
-            sb_str(b, n->text);
+            ado_strbuf_puts(b, n->text);
             return;
         }
         /* A float in JSON's own syntax: -?digits[.digits][e[+-]digits]. */
@@ -719,28 +649,28 @@ static void sb_untyped_scalar(struct sbuf *b, const struct ado_cnode *n) {
         if (ok && *s == '\0' && !(n->text[0] == '0' && isdigit((unsigned char)n->text[1]))) {
             double d = strtod(n->text, NULL);
             if (isfinite(d)) {
-                sb_str(b, n->text);
+                ado_strbuf_puts(b, n->text);
                 return;
             }
         }
     }
-    sb_json_string(b, n->text);
+    ado_strbuf_json_str(b, n->text);
 }
 
-static void sb_node(struct sbuf *b, const struct ado_cnode *n, unsigned flags) {
+static void sb_node(struct ado_strbuf *b, const struct ado_cnode *n, unsigned flags) {
     char num[64];
     if ((flags & ADO_JSON_REDACT) && n->secret && n->kind != ADO_CN_NULL) {
-        sb_str(b, "\"***\"");
+        ado_strbuf_puts(b, "\"***\"");
         return;
     }
     switch (n->kind) {
     case ADO_CN_NULL:
         if (n->type == ADO_T_MAP)
-            sb_str(b, "{}");
+            ado_strbuf_puts(b, "{}");
         else if (n->type == ADO_T_LIST)
-            sb_str(b, "[]");
+            ado_strbuf_puts(b, "[]");
         else
-            sb_str(b, "null");
+            ado_strbuf_puts(b, "null");
         return;
     case ADO_CN_SCALAR:
         switch (n->type) {
@@ -748,51 +678,51 @@ static void sb_node(struct sbuf *b, const struct ado_cnode *n, unsigned flags) {
         case ADO_T_SIZE:
         case ADO_T_DURATION:
             snprintf(num, sizeof(num), "%lld", (long long)n->ival);
-            sb_str(b, num);
+            ado_strbuf_puts(b, num);
             return;
         case ADO_T_BOOL:
-            sb_str(b, n->ival ? "true" : "false");
+            ado_strbuf_puts(b, n->ival ? "true" : "false");
             return;
         case ADO_T_STRING:
         case ADO_T_ENUM:
-            sb_json_string(b, n->text);
+            ado_strbuf_json_str(b, n->text);
             return;
         default:
             sb_untyped_scalar(b, n);
             return;
         }
     case ADO_CN_MAP:
-        sb_put(b, "{", 1);
+        ado_strbuf_put(b, "{", 1);
         for (size_t i = 0; i < n->n; i++) {
             if (i)
-                sb_put(b, ",", 1);
-            sb_json_string(b, n->items[i]->key ? n->items[i]->key : "");
-            sb_put(b, ":", 1);
+                ado_strbuf_put(b, ",", 1);
+            ado_strbuf_json_str(b, n->items[i]->key ? n->items[i]->key : "");
+            ado_strbuf_put(b, ":", 1);
             sb_node(b, n->items[i], flags);
         }
-        sb_put(b, "}", 1);
+        ado_strbuf_put(b, "}", 1);
         return;
     case ADO_CN_LIST:
-        sb_put(b, "[", 1);
+        ado_strbuf_put(b, "[", 1);
         for (size_t i = 0; i < n->n; i++) {
             if (i)
-                sb_put(b, ",", 1);
+                ado_strbuf_put(b, ",", 1);
             sb_node(b, n->items[i], flags);
         }
-        sb_put(b, "]", 1);
+        ado_strbuf_put(b, "]", 1);
         return;
     default:
-        sb_str(b, "null");
+        ado_strbuf_puts(b, "null");
     }
 }
 
 char *ado_cnode_to_json_ex(const struct ado_cnode *n, unsigned flags) {
-    struct sbuf b = {0};
+    struct ado_strbuf b = {0};
     if (!n)
-        sb_str(&b, "null");
+        ado_strbuf_puts(&b, "null");
     else
         sb_node(&b, n, flags);
-    if (b.nomem) {
+    if (b.bad) {
         free(b.p);
         return NULL;
     }
