@@ -148,7 +148,7 @@ static void b_node_plugins(struct ado_rpc *rpc, ado_call *call, struct rpc_param
             "breaker", ado_breaker_state_name(p->breaker), "failures_total",
             (json_int_t)p->failures_total, "calls_total", (json_int_t)p->calls_total, "last_error",
             str_or_null(p->last_error), "degraded", str_or_null(p->degraded), "is_degraded",
-            p->degraded != NULL, "mem_bytes", (json_int_t)p->mem_bytes, "optional",
+            p->degraded != NULL, "mem_bytes", (json_int_t)ado_plugin_memory(p), "optional",
             p->entry ? p->entry->optional : 0);
         json_array_append_new(a, o);
     }

@@ -191,7 +191,7 @@ static void render_node(struct ado_node *n, FILE *f) {
         fprintf(f, "ado_plugin_breaker_state{%s} %d\n", lab, p->breaker);
         fprintf(f, "ado_plugin_up{%s} %d\n", lab, p->state == ADO_PS_RUNNING);
         fprintf(f, "ado_plugin_degraded{%s} %d\n", lab, p->degraded != NULL);
-        fprintf(f, "ado_plugin_memory_bytes{%s} %lld\n", lab, (long long)p->mem_bytes);
+        fprintf(f, "ado_plugin_memory_bytes{%s} %lld\n", lab, (long long)ado_plugin_memory(p));
     }
 }
 

@@ -426,6 +426,9 @@ Test(lua, memory_bomb_is_stopped_with_script_line_and_the_state_goes_on) {
     cr_assert(p->last_error && strstr(p->last_error, "mem.lua:6: not enough memory"), "%s",
               p->last_error ? p->last_error : "(none)");
     cr_assert_lt(ado_lua_memory(p), 1 << 20);
+    /* What node_plugins and /metrics report for a Lua plugin is its lua_State's memory. */
+    cr_assert_gt(ado_plugin_memory(p), 0);
+    cr_assert_eq(ado_plugin_memory(p), ado_lua_memory(p) + p->mem_bytes);
     publish(l, "mem.ok", "");
     cr_assert_str_eq(last(&l->rec, "test.ok"), "1,2,3,4,");
     publish(l, "mem.big", "");
