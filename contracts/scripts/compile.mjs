@@ -62,7 +62,12 @@ export function compile({ quiet = false } = {}) {
         deployedBytecode: '0x' + c.evm.deployedBytecode.object,
         compiler: { version: solc.version(), evmVersion: EVM_VERSION, optimizer: input.settings.optimizer },
       };
-      fs.writeFileSync(path.join(buildDir, `${name}.json`), JSON.stringify(artifact, null, 2) + '\n');
+      // Written to a temporary name and renamed: tests that read build/ while another test
+      // compiles never see a half-written artifact.
+      const dest = path.join(buildDir, `${name}.json`);
+      const tmp = `${dest}.${process.pid}.tmp`;
+      fs.writeFileSync(tmp, JSON.stringify(artifact, null, 2) + '\n');
+      fs.renameSync(tmp, dest);
       written.push(`${name} (${(c.evm.deployedBytecode.object.length / 2) | 0} bytes)`);
     }
   }
