@@ -1,6 +1,7 @@
 /* The daemon as a process: starts on a config, stops on SIGTERM with exit 0, refuses a bad
  * config with exit 1 and every error, --check-config prints the start order, and the
  * embedded default chain runs from an empty folder. */
+#include <sys/prctl.h>
 #include <criterion/criterion.h>
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -28,6 +29,7 @@ static pid_t spawn(const char *cwd, char *const argv[]) {
     pid_t pid = fork();
     cr_assert_neq(pid, -1);
     if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed test never leaves a node behind */
         if (chdir(cwd) != 0)
             _exit(127);
         int out = open("stdout.txt", O_WRONLY | O_CREAT | O_TRUNC, 0600);

@@ -1,6 +1,7 @@
 /* RPC gateway tests: in-process dispatch (registry, roles, error codes), then a real adonode
  * process on a random free port driven over real sockets by our own small clients, curl and
  * the npm `ws` client. */
+#include <sys/prctl.h>
 #include <criterion/criterion.h>
 
 #include <arpa/inet.h>
@@ -358,6 +359,7 @@ static void node_start(struct node_proc *n, const char *rpc_extra) {
     n->pid = fork();
     cr_assert(n->pid >= 0);
     if (n->pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed test never leaves a node behind */
         int fd = open(logp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         dup2(fd, 1);
         dup2(fd, 2);

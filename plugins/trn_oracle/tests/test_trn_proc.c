@@ -1,6 +1,7 @@
 /* trn_oracle in real adonode processes: the example chain passes --check-config, and a node
  * killed -9 at several points of an epoch close loses nothing and settles nothing twice (the
  * outbox holds exactly one submitRoot and one publishChunk per chunk for every epoch). */
+#include <sys/prctl.h>
 #include <criterion/criterion.h>
 
 #include <arpa/inet.h>
@@ -111,6 +112,7 @@ static void proc_start(struct proc *p) {
     p->pid = fork();
     cr_assert(p->pid >= 0);
     if (p->pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed test never leaves a node behind */
         int fd = open(logp, O_WRONLY | O_CREAT | O_APPEND, 0600);
         dup2(fd, 1);
         dup2(fd, 2);

@@ -4,6 +4,7 @@
 #ifndef WSP_TEST_NODES_H
 #define WSP_TEST_NODES_H
 
+#include <sys/prctl.h>
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -143,6 +144,7 @@ static inline char *tn_slurp(const char *dir, const char *name) {
 static inline void tn_spawn(struct tn_node *n) {
     pid_t pid = fork();
     if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed test never leaves a node behind */
         if (chdir(n->dir) != 0)
             _exit(127);
         int out = open("stdout.txt", O_WRONLY | O_CREAT | O_APPEND, 0600);
