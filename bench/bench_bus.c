@@ -89,8 +89,8 @@ static int bench_lua(long n) {
                 (unsigned long long)p->failures_total);
         return 1;
     }
-    printf("bus_lua_events_per_s %.0f events/s (%ld events in %.3f s, %llu calls)\n", n / dt,
-           n, dt, (unsigned long long)p->calls_total);
+    printf("bus_lua_events_per_s %.0f events/s (%ld events in %.3f s, %llu calls)\n", n / dt, n, dt,
+           (unsigned long long)p->calls_total);
     ado_node_stop(node);
     ado_node_free(node);
     ado_config_free(cfg);
@@ -164,12 +164,13 @@ static int bench_startup(int runs) {
         char lp[600];
         snprintf(lp, sizeof lp, "%s/lua%d.lua", dir, i);
         FILE *l = fopen(lp, "w");
-        fprintf(l, "return { name = 'lua%d', version = '1.0.0',\n"
-                   "  start = function()\n"
-                   "    ado.kv.put('started', tostring(ado.wall_ms()))\n"
-                   "    ado.subscribe('hello.tick', function(t, d) end)\n"
-                   "    ado.every(10000, function() end)\n"
-                   "  end }\n",
+        fprintf(l,
+                "return { name = 'lua%d', version = '1.0.0',\n"
+                "  start = function()\n"
+                "    ado.kv.put('started', tostring(ado.wall_ms()))\n"
+                "    ado.subscribe('hello.tick', function(t, d) end)\n"
+                "    ado.every(10000, function() end)\n"
+                "  end }\n",
                 i);
         fclose(l);
     }

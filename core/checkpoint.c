@@ -151,8 +151,8 @@ int ado_checkpoint_digest(const char *dir, json_t **out, char *err, size_t errle
         char dh[2 * DIGEST_LEN + 1];
         crypto_generichash_final(&h, dd, DIGEST_LEN);
         hex(dd, DIGEST_LEN, dh);
-        json_object_set_new(dbs, name, json_pack("{s:s,s:I}", "digest", dh, "entries",
-                                                 (json_int_t)entries));
+        json_object_set_new(dbs, name,
+                            json_pack("{s:s,s:I}", "digest", dh, "entries", (json_int_t)entries));
         h_item(&plug, slash + 1, strlen(slash + 1));
         crypto_generichash_update(&plug, dd, DIGEST_LEN);
     }
@@ -180,7 +180,8 @@ int ado_checkpoint_digest(const char *dir, json_t **out, char *err, size_t errle
     return 0;
 }
 
-/* ---- files ------------------------------------------------------------------------------------ */
+/* ---- files ------------------------------------------------------------------------------------
+ */
 
 void ado_checkpoints_dir_of(const struct ado_config *cfg, char *out, size_t outlen) {
     struct ado_cnode *d = ado_cnode_get(cfg->root, "node.checkpoints.dir");
@@ -317,15 +318,15 @@ static void report_upper(struct ado_checkpoints *cp, const char *id, const char 
     const char *peer = ado_bridge_upper_peer(node->bridge);
     if (!peer)
         return;
-    json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:I}", "node", node->cfg->node_name, "layer",
-                          node->cfg->layer, "checkpoint", id, "digest", digest, "time_ms",
-                          (json_int_t)t);
+    json_t *j =
+        json_pack("{s:s,s:s,s:s,s:s,s:I}", "node", node->cfg->node_name, "layer", node->cfg->layer,
+                  "checkpoint", id, "digest", digest, "time_ms", (json_int_t)t);
     char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (!text)
         return;
-    int rc = ado_bridge_send(node->bridge, NULL, peer, "checkpoint.digest", text, strlen(text),
-                             NULL, 0);
+    int rc =
+        ado_bridge_send(node->bridge, NULL, peer, "checkpoint.digest", text, strlen(text), NULL, 0);
     free(text);
     if (rc < 0)
         cp_log(cp, ADO_LOG_WARN, "cannot report checkpoint %s to %s: %s", id, peer,
@@ -381,9 +382,8 @@ int ado_checkpoint_take(struct ado_checkpoints *cp, json_t **manifest, char *err
     snprintf(dp, sizeof dp, "%s/data.mdb", tmp);
     struct stat sb;
     json_t *m = json_pack("{s:i,s:s,s:s,s:s,s:I,s:s,s:I}", "format", 1, "id", id, "node",
-                          node->cfg->node_name, "layer", node->cfg->layer, "time_ms",
-                          (json_int_t)t, "time", iso, "bytes",
-                          (json_int_t)(stat(dp, &sb) == 0 ? sb.st_size : 0));
+                          node->cfg->node_name, "layer", node->cfg->layer, "time_ms", (json_int_t)t,
+                          "time", iso, "bytes", (json_int_t)(stat(dp, &sb) == 0 ? sb.st_size : 0));
     json_object_update(m, dg);
     json_decref(dg);
     char *text = json_dumps(m, JSON_INDENT(2) | JSON_SORT_KEYS);
@@ -482,8 +482,8 @@ static void m_list(ado_ctx *ctx, ado_call *call, const char *params, size_t len,
         json_array_append_new(a, m);
     }
     free_ids(ids, n);
-    json_t *r = json_pack("{s:s,s:I,s:I,s:o}", "dir", cp->dir, "every_ms",
-                          (json_int_t)cp->every_ms, "keep", (json_int_t)cp->keep, "checkpoints", a);
+    json_t *r = json_pack("{s:s,s:I,s:I,s:o}", "dir", cp->dir, "every_ms", (json_int_t)cp->every_ms,
+                          "keep", (json_int_t)cp->keep, "checkpoints", a);
     json_t *st = status_obj(cp);
     json_object_update(r, st);
     json_decref(st);
@@ -517,14 +517,13 @@ static void send_verdict(struct ado_checkpoints *cp, const char *peer, const cha
                          const char *id, const char *expected, const char *reported) {
     int agree = strcmp(expected, reported) == 0;
     json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s}", "node", node, "checkpoint", id, "verdict",
-                          agree ? "agree" : "disagree", "expected", expected, "reported",
-                          reported);
+                          agree ? "agree" : "disagree", "expected", expected, "reported", reported);
     char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (!text)
         return;
-    int rc = ado_bridge_send(cp->node->bridge, NULL, peer, "checkpoint.verdict", text,
-                             strlen(text), NULL, 0);
+    int rc = ado_bridge_send(cp->node->bridge, NULL, peer, "checkpoint.verdict", text, strlen(text),
+                             NULL, 0);
     free(text);
     cp_log(cp, agree ? ADO_LOG_INFO : ADO_LOG_WARN,
            "checkpoint %s of node %s: %s with the expected digest; verdict to %s%s", id, node,
@@ -611,10 +610,10 @@ static void on_verdict(struct ado_checkpoints *cp, const char *peer, json_t *j) 
     } else {
         cp->diverged_total++;
         json_decref(cp->divergence);
-        cp->divergence = json_pack("{s:s,s:s,s:O,s:O,s:I}", "checkpoint", id, "peer", peer,
-                                   "expected", json_object_get(j, "expected"), "reported",
-                                   json_object_get(j, "reported"), "at_ms",
-                                   (json_int_t)br_wall_ms());
+        cp->divergence =
+            json_pack("{s:s,s:s,s:O,s:O,s:I}", "checkpoint", id, "peer", peer, "expected",
+                      json_object_get(j, "expected"), "reported", json_object_get(j, "reported"),
+                      "at_ms", (json_int_t)br_wall_ms());
         cp_log(cp, ADO_LOG_ERROR,
                "DIVERGENCE: the state at checkpoint %s disagrees with %s (the authority): "
                "expected %s, reported %s. Last agreed checkpoint: %s (restore it with adonode "
@@ -653,7 +652,8 @@ json_t *ado_checkpoint_peer_status(struct ado_checkpoints *cp, const char *peer)
     return status_obj(cp);
 }
 
-/* ---- life cycle ------------------------------------------------------------------------------- */
+/* ---- life cycle -------------------------------------------------------------------------------
+ */
 
 static void timer_closed(uv_handle_t *h) {
     free(h);
@@ -680,8 +680,8 @@ int ado_checkpoints_new(struct ado_node *node, struct ado_checkpoints **out,
                          "manifest",
                          m_take, node);
         ado_rpc_register(node->rpc, NULL, "node_checkpoints", "reader",
-                         "the checkpoints kept, newest last, and the divergence status",
-                         m_list, node);
+                         "the checkpoints kept, newest last, and the divergence status", m_list,
+                         node);
     }
     if (ado_bus_subscribe(node->bus, "checkpoint.expect", NULL, on_expect, cp, &cp->sub_id) == 0)
         cp->subscribed = 1;
@@ -733,7 +733,8 @@ void ado_checkpoints_free(struct ado_checkpoints *cp) {
     free(cp);
 }
 
-/* ---- restore ---------------------------------------------------------------------------------- */
+/* ---- restore ----------------------------------------------------------------------------------
+ */
 
 int ado_checkpoint_resolve(const struct ado_config *cfg, const char *arg, char *out,
                            size_t outlen) {

@@ -22,8 +22,7 @@ struct json_t;
 
 /* Read node.checkpoints, register node_checkpoint / node_checkpoints, subscribe the kernel
  * to checkpoint.expect. Called by ado_bridge_new. */
-int ado_checkpoints_new(struct ado_node *node, struct ado_checkpoints **out,
-                        struct ado_diag *diag);
+int ado_checkpoints_new(struct ado_node *node, struct ado_checkpoints **out, struct ado_diag *diag);
 /* Start the schedule (node.checkpoints.every > 0). */
 void ado_checkpoints_start(struct ado_checkpoints *cp);
 void ado_checkpoints_free(struct ado_checkpoints *cp);
@@ -52,8 +51,7 @@ int ado_checkpoint_restore(const char *checkpoint_dir, const char *data_dir, cha
                            size_t errlen);
 /* `arg` is a folder (contains manifest.json) or an id under the config's checkpoint folder;
  * writes the folder into out. 0 or ADO_ENOTFOUND. */
-int ado_checkpoint_resolve(const struct ado_config *cfg, const char *arg, char *out,
-                           size_t outlen);
+int ado_checkpoint_resolve(const struct ado_config *cfg, const char *arg, char *out, size_t outlen);
 
 /* From the bridge: a kernel topic (checkpoint.digest, checkpoint.verdict) arrived. Runs in
  * the receiving turn's transaction. */

@@ -73,11 +73,11 @@ struct ado_node {
     struct ado_log log;
     struct ado_store *store;
     struct ado_bus *bus;
-    struct ado_rpc *rpc;         /* NULL when rpc is off */
-    struct ado_metrics *metrics; /* plugin counters and gauges */
-    struct ado_bridge *bridge;   /* the layer bridge (created at start) */
+    struct ado_rpc *rpc;          /* NULL when rpc is off */
+    struct ado_metrics *metrics;  /* plugin counters and gauges */
+    struct ado_bridge *bridge;    /* the layer bridge (created at start) */
     struct ado_identity identity; /* Ed25519 key under data_dir */
-    struct ado_plugin **plugins; /* in start (dependency) order */
+    struct ado_plugin **plugins;  /* in start (dependency) order */
     size_t nplugins;
     struct ado_timer *timers; /* list of live plugin timers */
     uint64_t next_timer_id;

@@ -294,8 +294,8 @@ static json_t *last_manifest_of(struct th_node *t) {
 
 static void expect(struct th_node *b, const char *node, const char *id, const char *digest) {
     char buf[512];
-    snprintf(buf, sizeof buf, "{\"node\":\"%s\",\"checkpoint\":\"%s\",\"digest\":\"%s\"}", node,
-             id, digest);
+    snprintf(buf, sizeof buf, "{\"node\":\"%s\",\"checkpoint\":\"%s\",\"digest\":\"%s\"}", node, id,
+             digest);
     cr_assert_eq(ado_bus_publish(b->node->bus, "checkpoint.expect", buf, strlen(buf)), 0);
 }
 

@@ -16,8 +16,7 @@ static int on_order(void *arg, const char *topic, const void *data, size_t len) 
     (void)topic;
     struct order_log *o = arg;
     size_t n = strlen(o->text);
-    snprintf(o->text + n, sizeof o->text - n, "%s%.*s", n ? " " : "", (int)len,
-             (const char *)data);
+    snprintf(o->text + n, sizeof o->text - n, "%s%.*s", n ? " " : "", (int)len, (const char *)data);
     return 0;
 }
 

@@ -169,8 +169,7 @@ Test(store, map_full_grows_the_map_instead_of_failing) {
     for (int i = 0; i < 2048; i++) {
         char k[16];
         snprintf(k, sizeof k, "b%06d", i);
-        cr_assert_eq(ado_store_put(st, &owner_a, d, k, strlen(k), val, sizeof val), 0,
-                     "put %d", i);
+        cr_assert_eq(ado_store_put(st, &owner_a, d, k, strlen(k), val, sizeof val), 0, "put %d", i);
         if (i == 1023 || i == 1500)
             cr_assert_eq(ado_store_flush(st), 0);
     }

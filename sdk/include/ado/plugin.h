@@ -30,9 +30,9 @@
 extern "C" {
 #endif
 
-#define ADO_ABI_MAJOR 1
-#define ADO_ABI_MINOR 0
-#define ADO_ABI_VERSION ((uint32_t)((ADO_ABI_MAJOR << 16) | ADO_ABI_MINOR))
+#define ADO_ABI_MAJOR     1
+#define ADO_ABI_MINOR     0
+#define ADO_ABI_VERSION   ((uint32_t)((ADO_ABI_MAJOR << 16) | ADO_ABI_MINOR))
 #define ADO_PLUGIN_SYMBOL "ado_plugin"
 
 typedef struct ado_ctx ado_ctx;
@@ -49,8 +49,7 @@ enum ado_log_level {
 
 /* Bus subscriber. `topic` and `data` are borrowed for the duration of the call. Return 0,
  * or a negative ADO_E* code to count a failure against the plugin's circuit breaker. */
-typedef int (*ado_bus_fn)(ado_ctx *ctx, const char *topic, const void *data, size_t len,
-                          void *arg);
+typedef int (*ado_bus_fn)(ado_ctx *ctx, const char *topic, const void *data, size_t len, void *arg);
 
 /* Timer callback; the return value counts as for ado_bus_fn. */
 typedef int (*ado_timer_fn)(ado_ctx *ctx, void *arg);
@@ -61,8 +60,7 @@ typedef void (*ado_durable_fn)(ado_ctx *ctx, int status, void *arg);
 
 /* Store iteration: called for each key >= start in key order. Return 0 to go on, non-zero
  * to stop. `key` and `val` are borrowed for the call. */
-typedef int (*ado_iter_fn)(void *arg, const void *key, size_t klen, const void *val,
-                           size_t vlen);
+typedef int (*ado_iter_fn)(void *arg, const void *key, size_t klen, const void *val, size_t vlen);
 
 /* Worker pool: `work` runs on a worker thread (pure computation, no api calls); `done` runs
  * afterwards on the loop thread. status is 0, or ADO_ECLOSED when the node stops first
@@ -73,8 +71,7 @@ typedef void (*ado_done_fn)(ado_ctx *ctx, int status, void *arg);
 /* RPC method handler. `params` is the JSON text of the call's params ("null" when absent),
  * borrowed for the call. The handler must answer exactly once, now or later, with
  * api->rpc_reply or api->rpc_error. */
-typedef void (*ado_rpc_fn)(ado_ctx *ctx, ado_call *call, const char *params, size_t len,
-                           void *arg);
+typedef void (*ado_rpc_fn)(ado_ctx *ctx, ado_call *call, const char *params, size_t len, void *arg);
 
 /* One bridge message, as the kernel hands it to a transport and a transport hands it back on
  * the receiving side. All pointers are borrowed for the call. */
@@ -103,9 +100,8 @@ struct ado_transport {
     int (*send)(void *arg, const char *peer, const struct ado_bridge_msg *msg);
     /* Forward a read-only JSON-RPC request to the peer; call done(cbarg, 0, response) or
      * done(cbarg, error, NULL) once, within timeout_ms. May be NULL (not supported). */
-    int (*query)(void *arg, const char *peer, const char *request, size_t len,
-                 uint64_t timeout_ms, void (*done)(void *cbarg, int status, const char *response),
-                 void *cbarg);
+    int (*query)(void *arg, const char *peer, const char *request, size_t len, uint64_t timeout_ms,
+                 void (*done)(void *cbarg, int status, const char *response), void *cbarg);
 };
 
 struct ado_api {
@@ -154,8 +150,7 @@ struct ado_api {
     /* Subscribe `fn` to `pattern`: dotted segments where `*` matches one segment and a
      * final `>` matches one or more. Safe to call during a delivery (the new subscriber
      * sees the next events). *id receives a handle for bus_unsubscribe. */
-    int (*bus_subscribe)(ado_ctx *ctx, const char *pattern, ado_bus_fn fn, void *arg,
-                         uint64_t *id);
+    int (*bus_subscribe)(ado_ctx *ctx, const char *pattern, ado_bus_fn fn, void *arg, uint64_t *id);
     /* Remove a subscription of this plugin. Safe during a delivery (the subscriber gets no
      * further events, including the rest of the current one). ADO_ENOTFOUND if unknown. */
     int (*bus_unsubscribe)(ado_ctx *ctx, uint64_t id);
@@ -193,8 +188,8 @@ struct ado_api {
     /* ---- RPC ---------------------------------------------------------------------------- */
     /* Register `method` ("namespace_name") callable by clients holding `role` ("admin",
      * "writer", "reader", or NULL for anyone allowed anonymous calls). */
-    int (*rpc_register)(ado_ctx *ctx, const char *method, const char *role,
-                        const char *description, ado_rpc_fn fn, void *arg);
+    int (*rpc_register)(ado_ctx *ctx, const char *method, const char *role, const char *description,
+                        ado_rpc_fn fn, void *arg);
     /* Answer `call` with `result` (JSON text, copied). The call is freed. */
     int (*rpc_reply)(ado_call *call, const char *result, size_t len);
     /* Answer `call` with a JSON-RPC error; `data` (JSON text) may be NULL. The call is
@@ -259,11 +254,11 @@ struct ado_api {
 };
 
 struct ado_plugin_desc {
-    uint32_t abi_version;    /* ADO_ABI_VERSION the plugin was built with */
-    uint32_t struct_size;    /* sizeof(struct ado_plugin_desc) */
-    const char *name;        /* default name; the YAML entry's name overrides it */
-    const char *version;     /* semantic version, "1.2.3" */
-    const char *description; /* one line */
+    uint32_t abi_version;            /* ADO_ABI_VERSION the plugin was built with */
+    uint32_t struct_size;            /* sizeof(struct ado_plugin_desc) */
+    const char *name;                /* default name; the YAML entry's name overrides it */
+    const char *version;             /* semantic version, "1.2.3" */
+    const char *description;         /* one line */
     const char *const *requires;     /* NULL-terminated names of plugins it needs, or NULL */
     const struct ado_schema *schema; /* its config block, or NULL for none */
     /* Set up; *state is the plugin's own. Do not start work that calls back yet. Return 0
@@ -278,11 +273,11 @@ struct ado_plugin_desc {
 };
 
 /* Define the plugin's descriptor: ADO_PLUGIN_DEFINE(.name = "x", .version = "1.0.0", ...) */
-#define ADO_PLUGIN_DEFINE(...)                                                                 \
-    __attribute__((visibility("default"))) const struct ado_plugin_desc ado_plugin = {        \
-        .abi_version = ADO_ABI_VERSION,                                                        \
-        .struct_size = sizeof(struct ado_plugin_desc),                                         \
-        __VA_ARGS__}
+#define ADO_PLUGIN_DEFINE(...)                                                                     \
+    __attribute__((visibility("default")))                                                         \
+    const struct ado_plugin_desc ado_plugin = {.abi_version = ADO_ABI_VERSION,                     \
+                                               .struct_size = sizeof(struct ado_plugin_desc),      \
+                                               __VA_ARGS__}
 
 #ifdef __cplusplus
 }
