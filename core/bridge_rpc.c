@@ -65,6 +65,21 @@ static struct br_peer *need_peer(struct ado_bridge *br, ado_call *call, json_t *
     return p;
 }
 
+/* begin() and need_peer() together: the params and the peer named by `peer`, or NULL with
+ * the call answered and nothing left to free. */
+static struct br_peer *begin_peer(ado_call *call, void *arg, const char *params, size_t len,
+                                  json_t **out) {
+    struct ado_bridge *br = begin(call, arg, params, len, out);
+    if (!br)
+        return NULL;
+    struct br_peer *p = need_peer(br, call, *out);
+    if (!p) {
+        json_decref(*out);
+        *out = NULL;
+    }
+    return p;
+}
+
 static json_t *str_or_null(const char *s) {
     return s && *s ? json_string(s) : json_null();
 }
@@ -119,15 +134,11 @@ static void m_peers(ado_ctx *ctx, ado_call *call, const char *params, size_t len
 static void m_send(ado_ctx *ctx, ado_call *call, const char *params, size_t len, void *arg) {
     (void)ctx;
     json_t *pj;
-    struct ado_bridge *br = begin(call, arg, params, len, &pj);
-    if (!br)
+    struct br_peer *p = begin_peer(call, arg, params, len, &pj);
+    if (!p)
         return;
-    struct br_peer *p = need_peer(br, call, pj);
+    struct ado_bridge *br = p->br;
     const char *topic = json_string_value(json_object_get(pj, "topic"));
-    if (!p) {
-        json_decref(pj);
-        return;
-    }
     if (!topic) {
         json_decref(pj);
         ado_rpc_error(call, E_INVALID, "invalid params: topic (a dotted name) is required", NULL);
@@ -258,14 +269,10 @@ static void m_deadletters(ado_ctx *ctx, ado_call *call, const char *params, size
 /* bridge_retry / bridge_drop: {peer, seq} or {peer, all: true}. */
 static void retry_or_drop(ado_call *call, void *arg, const char *params, size_t len, int drop) {
     json_t *pj;
-    struct ado_bridge *br = begin(call, arg, params, len, &pj);
-    if (!br)
+    struct br_peer *p = begin_peer(call, arg, params, len, &pj);
+    if (!p)
         return;
-    struct br_peer *p = need_peer(br, call, pj);
-    if (!p) {
-        json_decref(pj);
-        return;
-    }
+    struct ado_bridge *br = p->br;
     json_t *js = json_object_get(pj, "seq");
     int all = json_is_true(json_object_get(pj, "all"));
     if (!all && !(json_is_integer(js) && json_integer_value(js) > 0)) {
@@ -413,14 +420,10 @@ static void q_done(void *cbarg, int status, const char *response) {
 static void m_query(ado_ctx *ctx, ado_call *call, const char *params, size_t len, void *arg) {
     (void)ctx;
     json_t *pj;
-    struct ado_bridge *br = begin(call, arg, params, len, &pj);
-    if (!br)
+    struct br_peer *p = begin_peer(call, arg, params, len, &pj);
+    if (!p)
         return;
-    struct br_peer *p = need_peer(br, call, pj);
-    if (!p) {
-        json_decref(pj);
-        return;
-    }
+    struct ado_bridge *br = p->br;
     json_t *rq = json_object_get(pj, "request");
     const char *method = json_string_value(json_object_get(rq, "method"));
     json_t *tmo = json_object_get(pj, "timeout_ms");
