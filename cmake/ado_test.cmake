@@ -11,6 +11,7 @@ set(ADO_TEST_ENV
 function(ado_add_test name)
   add_executable(${name} ${ARGN})
   target_link_libraries(${name} PRIVATE adocore PkgConfig::CRITERION)
+  target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR}/tests/support)
   target_compile_definitions(${name} PRIVATE
     ADO_BUILD_DIR="${CMAKE_BINARY_DIR}" ADO_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
   add_test(NAME ${name} COMMAND ${name} --jobs 1)

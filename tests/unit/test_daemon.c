@@ -1,6 +1,7 @@
 /* The daemon as a process: starts on a config, stops on SIGTERM with exit 0, refuses a bad
  * config with exit 1 and every error, --check-config prints the start order, and the
  * embedded default chain runs from an empty folder. */
+#include "ado_test_net.h"
 #include <sys/prctl.h>
 #include <criterion/criterion.h>
 #include <arpa/inet.h>
@@ -264,17 +265,6 @@ Test(daemon, sighup_reloads_a_changed_lua_plugin_and_keeps_the_old_one_if_the_ne
     free(dir);
 }
 
-/* A free loopback TCP port (bound then released). */
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 /* POST one JSON-RPC call with curl; the response body in out. */
 static int rpc(int port, const char *method, const char *params, char *out, size_t cap) {
     char cmd[1024];
@@ -298,7 +288,8 @@ static pid_t start_rpc_node(const char *dir, char *const argv[]) {
 
 Test(daemon, restore_from_a_checkpoint_brings_back_the_state_it_recorded) {
     char *dir = th_tmpdir();
-    int port = free_port();
+    int port = ado_test_free_port();
+    cr_assert_gt(port, 0);
     char yaml[1024];
     snprintf(yaml, sizeof yaml,
              "node:\n  name: restore\n  data_dir: ./data\n"

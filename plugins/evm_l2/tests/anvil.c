@@ -1,4 +1,5 @@
 /* Test helper: anvil processes and a blocking JSON-RPC client (see anvil.h). */
+#include "ado_test_net.h"
 #include "anvil.h"
 
 #include <arpa/inet.h>
@@ -28,19 +29,6 @@ const char *anvil_bin(void) {
         return NULL;
     }
     return ANVIL;
-}
-
-static int free_port(void) {
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof sa;
-    if (bind(s, (struct sockaddr *)&sa, sizeof sa) != 0 ||
-        getsockname(s, (struct sockaddr *)&sa, &sl) != 0) {
-        close(s);
-        return -1;
-    }
-    close(s);
-    return ntohs(sa.sin_port);
 }
 
 static char *http_post(int port, const char *body) {
@@ -130,7 +118,7 @@ int anvil_start(struct anvil *a, const char *extra, int keep_port) {
         snprintf(a->args, sizeof a->args, "%s", extra);
     for (int attempt = 0; attempt < 3; attempt++) {
         if (!keep_port || !a->port)
-            a->port = free_port();
+            a->port = ado_test_free_port();
         snprintf(a->url, sizeof a->url, "http://127.0.0.1:%d", a->port);
         char port[16];
         snprintf(port, sizeof port, "%d", a->port);

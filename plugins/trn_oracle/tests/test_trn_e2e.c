@@ -12,6 +12,7 @@
  * from anvil's unlocked dev accounts; the calldata is encoded with adoeth's ABI encoder. The node
  * signs its own transactions (evm_l2, key file). The oracle key is anvil's account 9, so the
  * test's accounts never share a nonce sequence with the node. */
+#include "ado_test_net.h"
 #include <criterion/criterion.h>
 
 #include <arpa/inet.h>
@@ -73,16 +74,6 @@ struct node {
     int port;
     char dir[256];
 };
-
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    socklen_t l = sizeof a;
-    getsockname(fd, (struct sockaddr *)&a, &l);
-    close(fd);
-    return ntohs(a.sin_port);
-}
 
 /* Send one JSON-RPC request over HTTP to path ("/rpc": the node, with the admin token; "/":
  * anvil); returns the socket to read the answer from, or -1. */
@@ -470,7 +461,7 @@ static void fx_start(struct e2e *f) {
     cr_assert_eq(l2_send(&f->a, ANVIL_ADDR0, f->controller, "grantRole(bytes32,address)", args), 1);
     snprintf(f->n.dir, sizeof f->n.dir, "/tmp/trn-e2e-XXXXXX");
     cr_assert(mkdtemp(f->n.dir));
-    f->n.port = free_port();
+    f->n.port = ado_test_free_port();
 }
 
 static void fx_done(struct e2e *f) {

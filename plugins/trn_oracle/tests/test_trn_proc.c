@@ -1,6 +1,7 @@
 /* trn_oracle in real adonode processes: the example chain passes --check-config, and a node
  * killed -9 at several points of an epoch close loses nothing and settles nothing twice (the
  * outbox holds exactly one submitRoot and one publishChunk per chunk for every epoch). */
+#include "ado_test_net.h"
 #include <sys/prctl.h>
 #include <criterion/criterion.h>
 
@@ -19,33 +20,9 @@
 #define ADONODE ADO_BUILD_DIR "/core/adonode"
 #define TOKEN   "trn-admin-token-0123456789"
 
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    socklen_t l = sizeof a;
-    getsockname(fd, (struct sockaddr *)&a, &l);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static int dial(int port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    struct timeval tv = {20, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a)) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 /* Send one JSON-RPC request over HTTP; returns the socket (the answer not read yet). */
 static int rpc_send(int port, const char *method, const char *params) {
-    int fd = dial(port);
+    int fd = ado_test_dial(port, 20);
     if (fd < 0)
         return -1;
     char body[2048], req[2600];
@@ -150,7 +127,7 @@ Test(trn_proc, a_kill_9_in_the_middle_of_a_close_loses_nothing_and_settles_nothi
     struct proc p = {0};
     snprintf(p.dir, sizeof p.dir, "/tmp/trn-proc-XXXXXX");
     cr_assert(mkdtemp(p.dir));
-    p.port = free_port();
+    p.port = ado_test_free_port();
     char yaml[4096];
     /* The L2 peer uses the kernel's fake loop transport pointed at a node that does not
      * exist: messages stay in the outbox, where we count them. */

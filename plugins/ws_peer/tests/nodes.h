@@ -4,6 +4,7 @@
 #ifndef WSP_TEST_NODES_H
 #define WSP_TEST_NODES_H
 
+#include "ado_test_net.h"
 #include <sys/prctl.h>
 #include <arpa/inet.h>
 #include <errno.h>
@@ -46,16 +47,6 @@ static inline uint64_t tn_ms(void) {
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static inline int tn_free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t l = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) || getsockname(fd, (void *)&a, &l))
-        return -1;
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static inline void tn_init(struct tn_node *n, const char *name, const char *layer) {
     memset(n, 0, sizeof *n);
     if (sodium_init() < 0)
@@ -65,8 +56,8 @@ static inline void tn_init(struct tn_node *n, const char *name, const char *laye
     snprintf(n->dir, sizeof n->dir, "/tmp/ado-wsp-XXXXXX");
     if (!mkdtemp(n->dir))
         abort();
-    n->rpc_port = tn_free_port();
-    n->ws_port = tn_free_port();
+    n->rpc_port = ado_test_free_port();
+    n->ws_port = ado_test_free_port();
     randombytes_buf(n->seed, 32);
     uint8_t sk[64];
     crypto_sign_seed_keypair(n->pk, sk, n->seed);
