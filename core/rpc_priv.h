@@ -125,6 +125,11 @@ struct ado_rpc {
     unsigned char *wbuf;     /* WebSocket write batch, reused by every connection */
     size_t wcap;
     int closing;
+    /* Answers are written at the end of the loop turn that made them (see rpc_server.c) */
+    struct rpc_conn *flushq; /* connections with an answer to write directly */
+    uv_check_t flush_check;  /* after the I/O callbacks of a turn */
+    uv_idle_t flush_idle;    /* while flushq is not empty: the loop does not block first */
+    int flush_on;
 };
 
 /* rpc.c */

@@ -2,8 +2,9 @@
  *
  * One lws protocol serves everything: HTTP (POST /rpc, GET /healthz /readyz /metrics,
  * OPTIONS for CORS) and WebSocket upgrades on /ws. Each connection's per-session data is a
- * struct rpc_conn. Answers and notifications wait in a per-connection queue written when
- * lws says the socket is writable. Each writeable callback frames everything queued (up to
+ * struct rpc_conn. Answers and notifications wait in a per-connection queue written at the end
+ * of the loop turn that made them (after the store's group commit), or when lws says the socket
+ * is writable if it was full (see flush_one). Each write frames everything queued (up to
  * WRITE_BATCH bytes) into one buffer and hands it to lws in a single raw write, so a burst of
  * pipelined answers costs one send() instead of one send() and one poll() per answer.
  * Answers are framed as they arrive into "frames" blocks at the queue's tail (no allocation
@@ -72,6 +73,9 @@ struct rpc_conn {
     struct rpc_msg *qh, *qt;
     size_t qbytes, qnotifs;
     int want_write; /* lws_callback_on_writable asked and not yet called back */
+    int flushing;   /* on rpc->flushq */
+    int no_direct;  /* WebSocket closing: only lws' writeable callback may write */
+    struct rpc_conn *fprev, *fnext;
     struct rpc_sub *subs;
     size_t nsubs;
     /* HTTP transaction */
@@ -84,6 +88,7 @@ struct rpc_conn {
     char *resp;
     size_t resp_len;
     int resp_status, resp_ready, resp_json;
+    int req_read; /* the whole request (headers and body) has been read */
 };
 
 /* ---- settings ------------------------------------------------------------------------- */
@@ -321,12 +326,14 @@ static void conn_ensure(struct ado_rpc *rpc, struct rpc_conn *c, struct lws *wsi
 }
 
 static void sub_free(struct rpc_sub *s);
+static void flush_drop(struct rpc_conn *c);
 
 static void conn_fini(struct rpc_conn *c) {
     if (!c->inited || c->closed)
         return;
     struct ado_rpc *rpc = c->rpc;
     c->closed = 1;
+    flush_drop(c);
     ado_rpc_detach_reqs(c->reqs);
     c->reqs = NULL;
     while (c->subs) {
@@ -399,6 +406,42 @@ static void want_write(struct rpc_conn *c) {
     lws_callback_on_writable(c->wsi);
 }
 
+static void flush_idle_cb(uv_idle_t *h);
+
+/* Write `c`'s answers at the end of this loop turn instead of waiting for a writeable
+ * callback: each lws_callback_on_writable costs two uv_poll_start calls (POLLOUT on, then
+ * off), i.e. four epoll_ctl syscalls, on the node's libuv loop. */
+static void flush_ask(struct rpc_conn *c) {
+    struct ado_rpc *rpc = c->rpc;
+    if (!rpc->flush_on) {
+        want_write(c);
+        return;
+    }
+    if (c->flushing)
+        return;
+    c->flushing = 1;
+    c->fprev = NULL;
+    c->fnext = rpc->flushq;
+    if (rpc->flushq)
+        rpc->flushq->fprev = c;
+    else
+        uv_idle_start(&rpc->flush_idle, flush_idle_cb);
+    rpc->flushq = c;
+}
+
+static void flush_drop(struct rpc_conn *c) {
+    if (!c->flushing)
+        return;
+    if (c->fprev)
+        c->fprev->fnext = c->fnext;
+    else
+        c->rpc->flushq = c->fnext;
+    if (c->fnext)
+        c->fnext->fprev = c->fprev;
+    c->fprev = c->fnext = NULL;
+    c->flushing = 0;
+}
+
 static void q_push(struct rpc_conn *c, struct rpc_msg *m) {
     m->next = NULL;
     if (c->qt)
@@ -409,7 +452,7 @@ static void q_push(struct rpc_conn *c, struct rpc_msg *m) {
     c->qbytes += m->len;
     if (m->notif)
         c->qnotifs++;
-    want_write(c);
+    flush_ask(c);
 }
 
 /* Write a server-to-client (unmasked) text frame header for `len` bytes; its size. */
@@ -450,7 +493,7 @@ static int q_answer(struct rpc_conn *c, const char *text, size_t len) {
     memcpy(p + h, text, len);
     t->len += h + len;
     c->qbytes += h + len;
-    want_write(c);
+    flush_ask(c);
     return 0;
 }
 
@@ -475,7 +518,10 @@ static void http_respond(struct rpc_conn *c, int status, int json, char *body, s
     c->resp_status = status;
     c->resp_json = json;
     c->resp_ready = 1;
-    lws_callback_on_writable(c->wsi);
+    if (c->req_read)
+        flush_ask(c);
+    else /* answered before its body was read (an error): lws' writeable path, as before */
+        lws_callback_on_writable(c->wsi);
 }
 
 void ado_rpc_conn_send(struct rpc_conn *c, char *text, size_t len) {
@@ -706,10 +752,9 @@ static void batch_put(unsigned char *out, size_t *n, const struct rpc_msg *m) {
 /* Frame everything queued, up to WRITE_BATCH bytes (at least one message), into the shared
  * buffer and write it at once. lws keeps what the socket did not take and sends it before
  * calling us again, so frames never interleave. */
-static int ws_writeable(struct rpc_conn *c) {
+static int ws_send(struct rpc_conn *c) {
     struct ado_rpc *rpc = c->rpc;
     size_t n = 0;
-    c->want_write = 0;
     while (c->qh) {
         const struct rpc_msg *h = c->qh;
         size_t need = h->marker ? MARKER_MAX : h->len + (h->frames ? 0 : WS_HDR_MAX);
@@ -736,6 +781,11 @@ static int ws_writeable(struct rpc_conn *c) {
     return 0;
 }
 
+static int ws_writeable(struct rpc_conn *c) {
+    c->want_write = 0;
+    return ws_send(c);
+}
+
 /* ---- HTTP ------------------------------------------------------------------------------ */
 
 static void http_text(struct rpc_conn *c, int status, const char *text) {
@@ -744,6 +794,7 @@ static void http_text(struct rpc_conn *c, int status, const char *text) {
 }
 
 static int http_write(struct rpc_conn *c) {
+    c->want_write = 0;
     if (!c->resp_ready)
         return 0;
     size_t cap = LWS_PRE + 1024 + c->resp_len;
@@ -851,6 +902,10 @@ static int http_request(struct rpc_conn *c, const char *uri) {
     c->blen = 0;
     c->body_big = 0;
     c->resp_ready = 0;
+    /* Without a body, the headers were the whole request; otherwise wait for
+     * HTTP_BODY_COMPLETION before answering outside a writeable callback. */
+    c->req_read = lws_hdr_total_length(c->wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0 &&
+                  lws_hdr_total_length(c->wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) <= 0;
     conn_cors(c);
     int post = lws_hdr_total_length(c->wsi, WSI_TOKEN_POST_URI) > 0;
     int get = lws_hdr_total_length(c->wsi, WSI_TOKEN_GET_URI) > 0;
@@ -906,6 +961,81 @@ static int http_request(struct rpc_conn *c, const char *uri) {
     return 0;
 }
 
+/* ---- direct writes at the end of a loop turn ------------------------------------------ */
+
+/* Write `c`'s pending output outside a writeable callback. lws 4.1 allows it for h1 and ws:
+ * lws_issue_raw() keeps what the socket did not take in buflist_out, appends later writes
+ * behind it and asks for POLLOUT itself, and lws_http_transaction_completed() defers itself
+ * while buflist_out is not empty. We still fall back to a writeable callback when one is
+ * already asked for or the socket is choked (that includes lws holding a partial write), so
+ * our queue, not lws' buffer, holds the backlog and flow control keeps seeing it. */
+static void flush_one(struct rpc_conn *c) {
+    if (!c->inited || c->closed || c->want_write)
+        return;
+    if (c->ws ? !c->qh : !c->resp_ready)
+        return;
+    if (c->no_direct || (!c->ws && !c->req_read) || lws_send_pipe_choked(c->wsi)) {
+        want_write(c);
+        return;
+    }
+    /* Failed, or an HTTP transaction without keep-alive: close now (the wsi is not on lws'
+     * stack here). LWS_TO_KILL_ASYNC would wait for lws' next timer tick on a foreign loop,
+     * and a Connection: close client waits for the close to see the end of the answer. */
+    if (c->ws ? ws_send(c) : http_write(c))
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_SYNC);
+}
+
+static void flush_run(struct ado_rpc *rpc) {
+    if (!rpc->flushq) {
+        uv_idle_stop(&rpc->flush_idle);
+        return;
+    }
+    /* An answer never leaves before the store commit of the turn that made it (the node
+     * group-commits in its own prepare/check handles, which may run after ours). */
+    ado_node_flush(rpc->node);
+    struct rpc_conn *c;
+    while ((c = rpc->flushq)) {
+        flush_drop(c);
+        flush_one(c);
+    }
+    uv_idle_stop(&rpc->flush_idle);
+}
+
+static void flush_check_cb(uv_check_t *h) {
+    flush_run(h->data);
+}
+
+static void flush_idle_cb(uv_idle_t *h) {
+    flush_run(h->data);
+}
+
+static void flush_start(struct ado_rpc *rpc) {
+    uv_loop_t *loop = rpc->node->loop;
+    rpc->flushq = NULL;
+    uv_check_init(loop, &rpc->flush_check);
+    uv_idle_init(loop, &rpc->flush_idle);
+    rpc->flush_check.data = rpc->flush_idle.data = rpc;
+    uv_check_start(&rpc->flush_check, flush_check_cb);
+    uv_unref((uv_handle_t *)&rpc->flush_check);
+    uv_unref((uv_handle_t *)&rpc->flush_idle);
+    rpc->flush_on = 1;
+}
+
+/* Stop direct writes: what is still asked for goes through writeable callbacks. */
+static void flush_stop(struct ado_rpc *rpc) {
+    if (!rpc->flush_on)
+        return;
+    rpc->flush_on = 0;
+    struct rpc_conn *c;
+    while ((c = rpc->flushq)) {
+        flush_drop(c);
+        if (c->inited && !c->closed && (c->ws ? c->qh != NULL : c->resp_ready))
+            want_write(c);
+    }
+    uv_close((uv_handle_t *)&rpc->flush_check, NULL);
+    uv_close((uv_handle_t *)&rpc->flush_idle, NULL);
+}
+
 /* ---- the lws callback ---------------------------------------------------------------- */
 
 static int rpc_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -949,6 +1079,10 @@ static int rpc_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         }
         c->ws = 1;
         return 0;
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        if (c && c->inited)
+            c->no_direct = 1; /* lws is answering the close: no frame may follow it */
+        return 0;
     case LWS_CALLBACK_RECEIVE:
         if (!c || !c->inited || c->closed)
             return -1;
@@ -975,6 +1109,7 @@ static int rpc_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
         if (!c || !c->inited)
             return -1;
+        c->req_read = 1;
         if (c->hkind == H_RPC)
             http_body_done(c);
         return 0;
@@ -1101,6 +1236,7 @@ int ado_rpc_server_listen(struct ado_rpc *rpc, struct ado_diag *diag) {
         diag_at(rpc, diag, lc, "node.rpc.listen", msg);
         return ADO_EIO;
     }
+    flush_start(rpc);
     ado_log_write(&node->log, ADO_LOG_INFO, NULL, "rpc listening on %s%s (ws /ws, http /rpc)",
                   listen, tls ? " (tls)" : "");
     return 0;
@@ -1111,6 +1247,7 @@ void ado_rpc_server_close(struct ado_rpc *rpc) {
         return;
     /* lws closes every connection (our CLOSED callbacks detach them) and its uv handles; the
      * node keeps running its loop afterwards so the handles finish closing. */
+    flush_stop(rpc);
     lws_context_destroy(rpc->lws);
     /* With a foreign loop the destruction ends in uv close callbacks: turn the loop (without
      * blocking) until lws reports the context gone through info.pcontext. */

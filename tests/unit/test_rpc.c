@@ -704,6 +704,160 @@ Test(rpc_node, pipelined_answers_arrive_whole_and_in_order) {
     node_stop(&n);
 }
 
+/* ---- answers written at the end of the loop turn (not from a writeable callback) ------- */
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* A connection whose receive buffer is small, so the node's sends come back partial. */
+static int dial_small(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int rb = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rb, sizeof rb);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (connect(fd, (struct sockaddr *)&a, sizeof a)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Read one answer on a kept-alive connection: its status, its body in *out (malloc'd). */
+static int ka_read(int fd, char **out) {
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    char *sep = NULL;
+    while (!(sep = len ? strstr(buf, "\r\n\r\n") : NULL)) {
+        if (len + 1 == cap)
+            buf = realloc(buf, cap *= 2);
+        ssize_t k = recv(fd, buf + len, cap - len - 1, 0);
+        if (k <= 0) {
+            free(buf);
+            return -1;
+        }
+        len += (size_t)k;
+        buf[len] = 0;
+    }
+    int st = -1;
+    sscanf(buf, "HTTP/1.1 %d", &st);
+    const char *cl = strcasestr(buf, "content-length:");
+    size_t want = cl && cl < sep ? (size_t)atoll(cl + 15) : 0;
+    size_t head = (size_t)(sep + 4 - buf);
+    if (head + want + 1 > cap)
+        buf = realloc(buf, cap = head + want + 1);
+    if (len < head + want && recv_all(fd, buf + len, head + want - len)) {
+        free(buf);
+        return -1;
+    }
+    buf[head + want] = 0;
+    *out = strdup(buf + head);
+    free(buf);
+    return st;
+}
+
+/* One request on a kept-alive connection and its answer. */
+static int ka_call(int fd, const char *method, const char *path, const char *body, char **out) {
+    char h[256];
+    size_t blen = body ? strlen(body) : 0;
+    int hl = snprintf(h, sizeof h, "%s %s HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n",
+                      method, path, blen);
+    if (send_all(fd, h, (size_t)hl) || (blen && send_all(fd, body, blen)))
+        return -1;
+    return ka_read(fd, out);
+}
+
+Test(rpc_node, http_answers_outside_the_writeable_callback, .timeout = 60) {
+    struct node_proc n;
+    node_start(&n, NULL);
+    /* Connection: close: the node closes right after the answer (the client reads to EOF). */
+    for (int i = 0; i < 20; i++) {
+        double t0 = now_ms();
+        json_t *v =
+            rpc_http(n.port, NULL, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"rpc_echo\"}", NULL);
+        cr_assert(json_object_get(v, "result"));
+        json_decref(v);
+        cr_assert_lt(now_ms() - t0, 300.0, "a Connection: close answer ends promptly");
+    }
+    /* Keep-alive: many transactions on one connection, a 404, and an answer too big for the
+     * socket (lws finishes it, then the next one works). */
+    int fd = dial_small(n.port);
+    cr_assert(fd >= 0);
+    char *b = NULL;
+    for (int i = 0; i < 200; i++) {
+        char req[128];
+        snprintf(req, sizeof req,
+                 "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"rpc_echo\",\"params\":[%d]}", i, i);
+        cr_assert_eq(ka_call(fd, "POST", "/rpc", req, &b), 200);
+        json_t *v = json_loads(b, 0, NULL);
+        cr_assert_eq(json_integer_value(json_array_get(json_object_get(v, "result"), 0)), i);
+        json_decref(v);
+        free(b);
+    }
+    cr_assert_eq(ka_call(fd, "GET", "/nope", NULL, &b), 404);
+    free(b);
+    size_t big = 900000;
+    char *req = malloc(big + 128);
+    int l = snprintf(req, big + 128,
+                     "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"rpc_echo\",\"params\":[\"");
+    memset(req + l, 'y', big);
+    strcpy(req + l + big, "\"]}");
+    char h[160];
+    int hl = snprintf(h, sizeof h, "POST /rpc HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n",
+                      strlen(req));
+    cr_assert_eq(send_all(fd, h, (size_t)hl), 0);
+    cr_assert_eq(send_all(fd, req, strlen(req)), 0);
+    usleep(200000); /* the node's send stays partial meanwhile */
+    cr_assert_eq(ka_read(fd, &b), 200);
+    json_t *v = json_loads(b, 0, NULL);
+    cr_assert(v, "the big answer arrives whole: %.200s", b);
+    cr_assert_eq(json_integer_value(json_object_get(v, "id")), 7, "%.300s", b);
+    cr_assert_eq(json_string_length(json_array_get(json_object_get(v, "result"), 0)), big);
+    json_decref(v);
+    free(b);
+    cr_assert_eq(ka_call(fd, "GET", "/healthz", NULL, &b), 200, "keep-alive goes on after it");
+    cr_assert_str_eq(b, "ok\n");
+    free(b);
+    free(req);
+    close(fd);
+    node_stop(&n);
+}
+
+Test(rpc_node, ws_answers_to_a_slow_reader_arrive_whole_and_in_order, .timeout = 60) {
+    struct node_proc n;
+    node_start(&n, NULL);
+    int fd = ws_open(n.port, NULL);
+    cr_assert(fd >= 0);
+    int rb = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rb, sizeof rb);
+    size_t pad = 20000;
+    char *r = malloc(pad + 160);
+    for (int i = 0; i < 200; i++) {
+        int l =
+            snprintf(r, pad + 160,
+                     "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"rpc_echo\",\"params\":[\"", i);
+        memset(r + l, 'a' + i % 26, pad);
+        strcpy(r + l + pad, "\"]}");
+        cr_assert_eq(ws_send(fd, r, strlen(r)), 0);
+    }
+    free(r);
+    usleep(300000); /* let the node hit a full socket */
+    for (int i = 0; i < 60; i++) {
+        json_t *v = ws_recv(fd);
+        cr_assert(v, "answer %d", i);
+        cr_assert_eq(json_integer_value(json_object_get(v, "id")), i, "in order");
+        const char *t = json_string_value(json_array_get(json_object_get(v, "result"), 0));
+        cr_assert(t && strlen(t) == pad && t[0] == 'a' + i % 26 && t[pad - 1] == t[0]);
+        json_decref(v);
+    }
+    close(fd);
+    node_stop(&n);
+}
+
 Test(rpc_node, slow_subscriber_is_bounded_and_told) {
     struct node_proc n;
     node_start(&n, "    subscriber_queue: 8\n");
