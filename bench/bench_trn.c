@@ -2,6 +2,8 @@
  *
  *   bench_trn views [CONNS] [SECONDS]   (a) durable trn_view/s and latency over HTTP keep-alive
  *                                           against an adonode process (store sync on)
+ *   bench_trn wsviews [CONNS] [DEPTH] [SECONDS]  (a) the same over WebSocket, DEPTH calls in
+ *                                           flight per connection (default 4 x 64, 10 s)
  *   bench_trn epoch [ACCOUNTS]          (b) an epoch of ACCOUNTS earning accounts (default
  *                                           1000000), closed by trn_closeEpoch in-process: time
  *                                           to the root with every proof retrievable; then
@@ -17,6 +19,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -461,7 +464,186 @@ static int cmp_d(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-static int bench_views(int conns, int seconds) {
+/* ---- (a) over WebSocket: each connection a thread keeping DEPTH views in flight ------- */
+
+struct ws_worker {
+    pthread_t th;
+    int port, depth, index;
+    double end;
+    long errors;
+    double *lat;
+    size_t nlat, cap;
+};
+
+static int ws_send_text(int fd, const char *s, size_t n) {
+    uint8_t frame[512];
+    size_t h = 0;
+    frame[h++] = 0x81;
+    if (n < 126) {
+        frame[h++] = (uint8_t)(0x80 | n);
+    } else {
+        frame[h++] = 0x80 | 126;
+        frame[h++] = (uint8_t)(n >> 8);
+        frame[h++] = (uint8_t)n;
+    }
+    static const uint8_t mask[4] = {1, 2, 3, 4};
+    memcpy(frame + h, mask, 4);
+    h += 4;
+    if (h + n > sizeof frame)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        frame[h + i] = (uint8_t)s[i] ^ mask[i & 3];
+    return send(fd, frame, h + n, MSG_NOSIGNAL) == (ssize_t)(h + n) ? 0 : -1;
+}
+
+static int read_n(int fd, void *out, size_t n) {
+    uint8_t *p = out;
+    while (n) {
+        ssize_t r = recv(fd, p, n, 0);
+        if (r <= 0)
+            return -1;
+        p += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+/* One server frame (never masked) into buf; its length or -1. */
+static long ws_recv_text(int fd, char *buf, size_t cap) {
+    uint8_t h[2], ext[8];
+    if (read_n(fd, h, 2))
+        return -1;
+    uint64_t len = h[1] & 0x7f;
+    if (len == 126) {
+        if (read_n(fd, ext, 2))
+            return -1;
+        len = (uint64_t)ext[0] << 8 | ext[1];
+    } else if (len == 127) {
+        if (read_n(fd, ext, 8))
+            return -1;
+        len = 0;
+        for (int i = 0; i < 8; i++)
+            len = len << 8 | ext[i];
+    }
+    if (len >= cap || (len && read_n(fd, buf, (size_t)len)))
+        return -1;
+    buf[len] = 0;
+    return (long)len;
+}
+
+static int ws_open(int port) {
+    int fd = dial(port);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    const char req[] =
+        "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        "Authorization: Bearer bench-token-0123456789\r\n\r\n";
+    char resp[1024];
+    size_t got = 0;
+    if (send(fd, req, sizeof req - 1, MSG_NOSIGNAL) != (ssize_t)(sizeof req - 1))
+        goto fail;
+    while (got < sizeof resp - 1 && recv(fd, resp + got, 1, 0) == 1) {
+        resp[++got] = 0;
+        if (got >= 4 && !memcmp(resp + got - 4, "\r\n\r\n", 4))
+            return strstr(resp, " 101 ") ? fd : (close(fd), -1);
+    }
+fail:
+    close(fd);
+    return -1;
+}
+
+static int ws_send_view(int fd, int worker, uint32_t id) {
+    char body[256];
+    int n = snprintf(body, sizeof body,
+                     "{\"jsonrpc\":\"2.0\",\"id\":%u,\"method\":\"trn_view\",\"params\":{"
+                     "\"content\":\"v\",\"viewer\":\"0x%08x%032x\"}}",
+                     id, (unsigned)worker + 1, id % 100000 + 1);
+    return ws_send_text(fd, body, (size_t)n);
+}
+
+#define WS_RING 65536 /* send times by id; far more than any depth in flight */
+
+static void *ws_worker_run(void *arg) {
+    struct ws_worker *w = arg;
+    double *sent = calloc(WS_RING, sizeof *sent);
+    char buf[4096];
+    int fd = ws_open(w->port);
+    if (fd < 0 || !sent) {
+        w->errors++;
+        free(sent);
+        return NULL;
+    }
+    uint32_t next = 1;
+    int outstanding = 0;
+    for (; outstanding < w->depth; outstanding++, next++) {
+        sent[next % WS_RING] = now_s();
+        if (ws_send_view(fd, w->index, next))
+            w->errors++;
+    }
+    while (outstanding > 0) {
+        if (ws_recv_text(fd, buf, sizeof buf) < 0) {
+            w->errors++;
+            break;
+        }
+        outstanding--;
+        double t = now_s();
+        const char *idp = strstr(buf, "\"id\":");
+        if (!idp || !strstr(buf, "\"result\"")) {
+            w->errors++;
+        } else if (w->nlat < w->cap) {
+            w->lat[w->nlat++] = t - sent[strtoul(idp + 5, NULL, 10) % WS_RING];
+        }
+        if (t < w->end) {
+            sent[next % WS_RING] = t;
+            if (ws_send_view(fd, w->index, next++))
+                w->errors++;
+            else
+                outstanding++;
+        }
+    }
+    close(fd);
+    free(sent);
+    return NULL;
+}
+
+/* Run conns WebSocket workers against port for `seconds`; prints the figure line. */
+static void ws_views(int port, int conns, int depth, int seconds) {
+    struct ws_worker *w = calloc((size_t)conns, sizeof *w);
+    double t0 = now_s();
+    for (int i = 0; i < conns; i++) {
+        w[i] = (struct ws_worker){.port = port, .depth = depth, .index = i, .end = t0 + seconds};
+        w[i].cap = (size_t)200000 * (size_t)seconds;
+        w[i].lat = malloc(w[i].cap * sizeof *w[i].lat);
+        pthread_create(&w[i].th, NULL, ws_worker_run, &w[i]);
+    }
+    size_t n = 0;
+    long errors = 0;
+    for (int i = 0; i < conns; i++) {
+        pthread_join(w[i].th, NULL);
+        n += w[i].nlat;
+        errors += w[i].errors;
+    }
+    double dt = now_s() - t0;
+    double *lat = malloc((n ? n : 1) * sizeof *lat);
+    size_t k = 0;
+    for (int i = 0; i < conns; i++) {
+        memcpy(lat + k, w[i].lat, w[i].nlat * sizeof *lat);
+        k += w[i].nlat;
+        free(w[i].lat);
+    }
+    qsort(lat, n, sizeof *lat, cmp_d);
+    printf("trn_view over WebSocket, %d connections x %d in flight, store sync on, %.1f s: "
+           "%zu durable views, %.0f/s, latency p50 %.2f ms p99 %.2f ms max %.2f ms, %ld errors\n",
+           conns, depth, dt, n, (double)n / dt, n ? 1e3 * lat[n / 2] : 0,
+           n ? 1e3 * lat[(size_t)((double)n * 0.99)] : 0, n ? 1e3 * lat[n - 1] : 0, errors);
+    free(lat);
+    free(w);
+}
+
+static int bench_views(int conns, int seconds, int ws_depth) {
     char dir[] = "/tmp/bench-trn-views-XXXXXX";
     if (!mkdtemp(dir))
         return 1;
@@ -504,6 +686,17 @@ static int bench_views(int conns, int seconds) {
               "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"trn_registerContent\",\"params\":{"
               "\"content\":\"v\",\"creator\":\"0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC\"}}",
               buf, sizeof buf);
+    if (ws_depth > 0) {
+        ws_views(port, conns, ws_depth, seconds);
+        kill(pid, SIGTERM);
+        waitpid(pid, NULL, 0);
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", dir);
+        close(fd0);
+        return 0;
+    }
     /* conns connections, one request in flight on each, driven by poll. */
     int *fds = calloc((size_t)conns, sizeof *fds);
     double *sent = calloc((size_t)conns, sizeof *sent);
@@ -605,7 +798,10 @@ int main(int argc, char **argv) {
     const char *what = argc > 1 ? argv[1] : "all";
     int rc = 0;
     if (!strcmp(what, "views") || !strcmp(what, "all"))
-        rc |= bench_views(argc > 2 ? atoi(argv[2]) : 256, argc > 3 ? atoi(argv[3]) : 10);
+        rc |= bench_views(argc > 2 ? atoi(argv[2]) : 256, argc > 3 ? atoi(argv[3]) : 10, 0);
+    if (!strcmp(what, "wsviews"))
+        rc |= bench_views(argc > 2 ? atoi(argv[2]) : 4, argc > 4 ? atoi(argv[4]) : 10,
+                          argc > 3 ? atoi(argv[3]) : 64);
     if (!strcmp(what, "epoch") || !strcmp(what, "all"))
         rc |= bench_epoch(argc > 2 && strcmp(what, "all") ? atol(argv[2]) : 1000000);
     if (!strcmp(what, "day") || !strcmp(what, "all"))
