@@ -133,6 +133,8 @@ json_t *trn_params(struct trn *s, ado_call *call, const char *params, size_t len
 /* Fields of params: 0, ADO_ENOTFOUND (absent) or ADO_EINVAL (malformed). Amounts are decimal
  * or 0x-hex strings, or non-negative JSON integers, in the uint256 range. */
 int trn_get_addr(json_t *o, const char *key, uint8_t out[20]);
+/* trn_get_addr, answering the call with invalid params (naming `key`) when it fails. */
+int trn_need_addr(struct trn *s, ado_call *call, json_t *o, const char *key, uint8_t out[20]);
 int trn_get_amount(json_t *o, const char *key, struct ado_u256 *out);
 int trn_get_u64(json_t *o, const char *key, uint64_t *out);
 /* Answer -32602 naming the field and why (missing or malformed, from rc). */

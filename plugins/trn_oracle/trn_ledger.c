@@ -180,6 +180,21 @@ static int get_content_id(json_t *o, const char *key, const char **id, size_t *l
     return 0;
 }
 
+/* get_content_id, answering the call with invalid params when it fails. */
+static int need_content(struct trn *s, ado_call *call, json_t *o, const char **id, size_t *len) {
+    int rc = get_content_id(o, "content", id, len);
+    if (rc < 0)
+        trn_bad_param(s, call, "content", rc, "1 to 128 characters of A-Z a-z 0-9 . _ : / -");
+    return rc;
+}
+
+int trn_need_addr(struct trn *s, ado_call *call, json_t *o, const char *key, uint8_t out[20]) {
+    int rc = trn_get_addr(o, key, out);
+    if (rc < 0)
+        trn_bad_param(s, call, key, rc, "not an address (40 hex digits, EIP-55 if mixed)");
+    return rc;
+}
+
 /* ---- a ledger transaction: read, check, then write ---- */
 
 struct ltx {
@@ -425,15 +440,11 @@ static void rpc_register_content(ado_ctx *ctx, ado_call *call, const char *param
     const char *id;
     size_t idlen;
     uint8_t creator[20];
-    int rc = get_content_id(o, "content", &id, &idlen);
-    if (rc < 0) {
-        trn_bad_param(s, call, "content", rc, "1 to 128 characters of A-Z a-z 0-9 . _ : / -");
+    int rc = need_content(s, call, o, &id, &idlen);
+    if (rc < 0)
         goto out;
-    }
-    if ((rc = trn_get_addr(o, "creator", creator)) < 0) {
-        trn_bad_param(s, call, "creator", rc, "not an address (40 hex digits, EIP-55 if mixed)");
+    if ((rc = trn_need_addr(s, call, o, "creator", creator)) < 0)
         goto out;
-    }
     struct ltx x;
     ltx_init(&x, s);
     uint32_t num;
@@ -485,15 +496,11 @@ static void rpc_view(ado_ctx *ctx, ado_call *call, const char *params, size_t pl
     const char *id;
     size_t idlen;
     uint8_t viewer[20], creator[20];
-    int rc = get_content_id(o, "content", &id, &idlen);
-    if (rc < 0) {
-        trn_bad_param(s, call, "content", rc, "1 to 128 characters of A-Z a-z 0-9 . _ : / -");
+    int rc = need_content(s, call, o, &id, &idlen);
+    if (rc < 0)
         goto out;
-    }
-    if ((rc = trn_get_addr(o, "viewer", viewer)) < 0) {
-        trn_bad_param(s, call, "viewer", rc, "not an address (40 hex digits, EIP-55 if mixed)");
+    if ((rc = trn_need_addr(s, call, o, "viewer", viewer)) < 0)
         goto out;
-    }
     struct ltx x;
     ltx_init(&x, s);
     uint32_t num = 0;
@@ -530,15 +537,11 @@ static void rpc_boost(ado_ctx *ctx, ado_call *call, const char *params, size_t p
     size_t idlen;
     uint8_t account[20], creator[20];
     struct ado_u256 amount, cost;
-    int rc = get_content_id(o, "content", &id, &idlen);
-    if (rc < 0) {
-        trn_bad_param(s, call, "content", rc, "1 to 128 characters of A-Z a-z 0-9 . _ : / -");
+    int rc = need_content(s, call, o, &id, &idlen);
+    if (rc < 0)
         goto out;
-    }
-    if ((rc = trn_get_addr(o, "account", account)) < 0) {
-        trn_bad_param(s, call, "account", rc, "not an address (40 hex digits, EIP-55 if mixed)");
+    if ((rc = trn_need_addr(s, call, o, "account", account)) < 0)
         goto out;
-    }
     rc = trn_get_amount(o, "amount", &amount);
     if (rc == 0 && ado_u256_is_zero(&amount))
         rc = ADO_EINVAL;
@@ -590,10 +593,8 @@ static void rpc_burn(ado_ctx *ctx, ado_call *call, const char *params, size_t pl
         trn_bad_param(s, call, "content", rc, "1 to 128 characters of A-Z a-z 0-9 . _ : / -");
         goto out;
     }
-    if ((rc = trn_get_addr(o, "account", account)) < 0) {
-        trn_bad_param(s, call, "account", rc, "not an address (40 hex digits, EIP-55 if mixed)");
+    if ((rc = trn_need_addr(s, call, o, "account", account)) < 0)
         goto out;
-    }
     rc = trn_get_amount(o, "amount", &amount);
     if (rc < 0 || ado_u256_is_zero(&amount)) {
         trn_bad_param(s, call, "amount", rc ? rc : ADO_EINVAL,
@@ -630,12 +631,10 @@ static void rpc_balance(ado_ctx *ctx, ado_call *call, const char *params, size_t
     if (!o)
         return;
     uint8_t account[20];
-    int rc = trn_get_addr(o, "account", account);
+    int rc = trn_need_addr(s, call, o, "account", account);
     json_decref(o);
-    if (rc < 0) {
-        trn_bad_param(s, call, "account", rc, "not an address (40 hex digits, EIP-55 if mixed)");
+    if (rc < 0)
         return;
-    }
     struct ado_u256 bal, earned;
     ado_u256_from_u64(&earned, 0);
     uint8_t key[28];

@@ -215,16 +215,15 @@ static void rpc_proof(ado_ctx *ctx, ado_call *call, const char *params, size_t p
     uint64_t epoch;
     uint8_t account[20];
     int rc = trn_get_u64(o, "epoch", &epoch);
-    int rc2 = trn_get_addr(o, "account", account);
-    json_decref(o);
     if (rc < 0) {
+        json_decref(o);
         trn_bad_param(s, call, "epoch", rc, "expected a non-negative integer");
         return;
     }
-    if (rc2 < 0) {
-        trn_bad_param(s, call, "account", rc2, "not an address (40 hex digits, EIP-55 if mixed)");
+    rc = trn_need_addr(s, call, o, "account", account);
+    json_decref(o);
+    if (rc < 0)
         return;
-    }
     struct trn_epoch_rec e;
     if (trn_epoch_get(s, epoch, &e) < 0 ||
         (e.status < TRN_EPOCH_CLOSED && !(e.flags & TRN_EPOCH_F_ROOT))) {
