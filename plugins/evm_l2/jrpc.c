@@ -381,17 +381,7 @@ static int http_parse(struct conn *k, char **body, size_t *blen, int *keep, int 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
     struct conn *k = h->data;
     (void)hint;
-    if (k->rcap - k->rlen < 16384) {
-        size_t cap = k->rcap ? k->rcap * 2 : 32768;
-        char *nb = realloc(k->rbuf, cap);
-        if (!nb) {
-            *buf = uv_buf_init(NULL, 0);
-            return;
-        }
-        k->rbuf = nb;
-        k->rcap = cap;
-    }
-    *buf = uv_buf_init(k->rbuf + k->rlen, (unsigned)(k->rcap - k->rlen - 1));
+    ws_rbuf_alloc(&k->rbuf, k->rlen, &k->rcap, 32768, buf);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {

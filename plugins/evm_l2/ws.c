@@ -500,20 +500,24 @@ static int handshake_check(struct wsconn *k) {
     return 1;
 }
 
+void ws_rbuf_alloc(char **buf, size_t len, size_t *cap, size_t initial, uv_buf_t *out) {
+    if (*cap - len < 16384) {
+        size_t ncap = *cap ? *cap * 2 : initial;
+        char *nb = realloc(*buf, ncap);
+        if (!nb) {
+            *out = uv_buf_init(NULL, 0);
+            return;
+        }
+        *buf = nb;
+        *cap = ncap;
+    }
+    *out = uv_buf_init(*buf + len, (unsigned)(*cap - len - 1));
+}
+
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
     struct wsconn *k = h->data;
     (void)hint;
-    if (k->rcap - k->rlen < 16384) {
-        size_t cap = k->rcap ? k->rcap * 2 : 65536;
-        char *nb = realloc(k->rbuf, cap);
-        if (!nb) {
-            *buf = uv_buf_init(NULL, 0);
-            return;
-        }
-        k->rbuf = nb;
-        k->rcap = cap;
-    }
-    *buf = uv_buf_init(k->rbuf + k->rlen, (unsigned)(k->rcap - k->rlen - 1));
+    ws_rbuf_alloc(&k->rbuf, k->rlen, &k->rcap, 65536, buf);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {

@@ -26,4 +26,10 @@ size_t jws_pending(const struct jws *w);
 void jws_on_notify(struct jws *w, jrpc_notify_fn fn, void *arg);
 uint64_t jws_generation(const struct jws *w);
 
+/* libuv alloc callback body shared by the HTTP and WebSocket clients: make at least 16 KiB
+ * free in the growable read buffer (*buf, *len used, *cap; first size `initial`, doubling),
+ * keep one byte for a terminating NUL, and point *out at the free part (an empty buffer when
+ * out of memory, which libuv reports as UV_ENOBUFS). */
+void ws_rbuf_alloc(char **buf, size_t len, size_t *cap, size_t initial, uv_buf_t *out);
+
 #endif
