@@ -381,7 +381,7 @@ static int http_parse(struct conn *k, char **body, size_t *blen, int *keep, int 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
     struct conn *k = h->data;
     (void)hint;
-    ws_rbuf_alloc(&k->rbuf, k->rlen, &k->rcap, 32768, buf);
+    jws_rbuf_alloc(&k->rbuf, k->rlen, &k->rcap, 32768, buf);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {

@@ -500,7 +500,7 @@ static int handshake_check(struct wsconn *k) {
     return 1;
 }
 
-void ws_rbuf_alloc(char **buf, size_t len, size_t *cap, size_t initial, uv_buf_t *out) {
+void jws_rbuf_alloc(char **buf, size_t len, size_t *cap, size_t initial, uv_buf_t *out) {
     if (*cap - len < 16384) {
         size_t ncap = *cap ? *cap * 2 : initial;
         char *nb = realloc(*buf, ncap);
@@ -517,7 +517,7 @@ void ws_rbuf_alloc(char **buf, size_t len, size_t *cap, size_t initial, uv_buf_t
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
     struct wsconn *k = h->data;
     (void)hint;
-    ws_rbuf_alloc(&k->rbuf, k->rlen, &k->rcap, 65536, buf);
+    jws_rbuf_alloc(&k->rbuf, k->rlen, &k->rcap, 65536, buf);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {

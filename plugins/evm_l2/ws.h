@@ -30,6 +30,6 @@ uint64_t jws_generation(const struct jws *w);
  * free in the growable read buffer (*buf, *len used, *cap; first size `initial`, doubling),
  * keep one byte for a terminating NUL, and point *out at the free part (an empty buffer when
  * out of memory, which libuv reports as UV_ENOBUFS). */
-void ws_rbuf_alloc(char **buf, size_t len, size_t *cap, size_t initial, uv_buf_t *out);
+void jws_rbuf_alloc(char **buf, size_t len, size_t *cap, size_t initial, uv_buf_t *out);
 
 #endif
