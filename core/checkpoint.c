@@ -71,6 +71,18 @@ static void h_item(crypto_generichash_state *h, const void *d, size_t n) {
 
 /* ---- digest ---------------------------------------------------------------------------------- */
 
+/* A plugin's databases are all hashed: record its digest and fold it into the overall one. */
+static void plugin_done(crypto_generichash_state *plug, crypto_generichash_state *all,
+                        json_t *plugins, const char *name) {
+    unsigned char pd[DIGEST_LEN];
+    char ph[2 * DIGEST_LEN + 1];
+    crypto_generichash_final(plug, pd, DIGEST_LEN);
+    hex(pd, DIGEST_LEN, ph);
+    json_object_set_new(plugins, name, json_string(ph));
+    h_item(all, name, strlen(name));
+    crypto_generichash_update(all, pd, DIGEST_LEN);
+}
+
 int ado_checkpoint_digest(const char *dir, json_t **out, char *err, size_t errlen) {
     *out = NULL;
     MDB_env *env = NULL;
@@ -120,15 +132,8 @@ int ado_checkpoint_digest(const char *dir, json_t **out, char *err, size_t errle
         char plugin[256];
         snprintf(plugin, sizeof plugin, "%.*s", (int)(slash - name), name);
         if (!have_plugin || strcmp(plugin, cur_plugin) != 0) {
-            if (have_plugin) {
-                unsigned char pd[DIGEST_LEN];
-                char ph[2 * DIGEST_LEN + 1];
-                crypto_generichash_final(&plug, pd, DIGEST_LEN);
-                hex(pd, DIGEST_LEN, ph);
-                json_object_set_new(plugins, cur_plugin, json_string(ph));
-                h_item(&all, cur_plugin, strlen(cur_plugin));
-                crypto_generichash_update(&all, pd, DIGEST_LEN);
-            }
+            if (have_plugin)
+                plugin_done(&plug, &all, plugins, cur_plugin);
             snprintf(cur_plugin, sizeof cur_plugin, "%s", plugin);
             crypto_generichash_init(&plug, NULL, 0, DIGEST_LEN);
             have_plugin = 1;
@@ -156,15 +161,8 @@ int ado_checkpoint_digest(const char *dir, json_t **out, char *err, size_t errle
         h_item(&plug, slash + 1, strlen(slash + 1));
         crypto_generichash_update(&plug, dd, DIGEST_LEN);
     }
-    if (have_plugin) {
-        unsigned char pd[DIGEST_LEN];
-        char ph[2 * DIGEST_LEN + 1];
-        crypto_generichash_final(&plug, pd, DIGEST_LEN);
-        hex(pd, DIGEST_LEN, ph);
-        json_object_set_new(plugins, cur_plugin, json_string(ph));
-        h_item(&all, cur_plugin, strlen(cur_plugin));
-        crypto_generichash_update(&all, pd, DIGEST_LEN);
-    }
+    if (have_plugin)
+        plugin_done(&plug, &all, plugins, cur_plugin);
     mdb_cursor_close(cur);
     mdb_txn_abort(txn);
     mdb_env_close(env);
