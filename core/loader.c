@@ -148,9 +148,7 @@ static int order(struct ado_node *node, struct ado_plugin **ps, size_t n, struct
                 if (find(ps, n, *req))
                     continue;
                 const struct ado_plugin_entry *e = ps[i]->entry;
-                char path[600];
-                snprintf(path, sizeof path, "%s", e->path);
-                report(node, diag, e, path, "requires plugin \"%s\", which is not loaded", *req);
+                report(node, diag, e, e->path, "requires plugin \"%s\", which is not loaded", *req);
                 if (!e->optional)
                     errors++;
                 plugin_free(ps[i]);
@@ -274,17 +272,13 @@ int ado_node_load(struct ado_node *node, struct ado_config *cfg, struct ado_diag
         }
         char prefix[128];
         snprintf(prefix, sizeof prefix, "plugins.%zu.config", e->index);
-        size_t nerr = diag->n;
+        /* A bad block is an error even for an optional plugin: the file is wrong whatever
+         * happens at run time. */
         ado_config_validate(cfg, e->config, p->desc->schema, prefix, diag);
-        if (diag->n > nerr && e->optional) {
-            /* An optional plugin with a bad block is still an operator error: keep it an
-             * error, since the file is wrong whatever happens at run time. */
-        }
         ps[n++] = p;
     }
     node->plugins = ps;
     node->nplugins = n;
-    int oerr = order(node, ps, n, diag);
-    (void)oerr;
+    order(node, ps, n, diag); /* adds its errors to diag */
     return diag->n > before ? ADO_ECONFIG : 0;
 }
