@@ -11,8 +11,6 @@
 #include "metrics.h"
 #include "rpc.h"
 
-void ado_node_plugins_free(struct ado_node *node); /* loader.c */
-
 /* ---- circuit breaker ------------------------------------------------------------------ */
 
 const char *ado_plugin_state_name(int state) {

@@ -104,6 +104,8 @@ int ado_node_load(struct ado_node *node, struct ado_config *cfg, struct ado_diag
 int ado_node_start(struct ado_node *node, struct ado_diag *diag);
 /* Stop plugins in reverse order, flush the store, close everything. */
 void ado_node_stop(struct ado_node *node);
+/* loader.c: unload every plugin (dlclose, Lua states) and empty node->plugins. */
+void ado_node_plugins_free(struct ado_node *node);
 /* Free the node and its plugins (after ado_node_stop). The config stays the caller's. */
 void ado_node_free(struct ado_node *node);
 
